@@ -1,0 +1,81 @@
+"""Masks: M1 from cross-attention, M2 from the guidance magnitude, and their intersection.
+
+Per image: threshold at the per-sample quantile (computed in float32, `>=`), so about the top
+(1 - threshold) fraction is kept. M1 is smoothed and thresholded at attention resolution and then
+upsampled (nearest) to the latent, as the reference code does. Masks are (B, 1, H, W) float and
+never mix images of a batch (diffusers does for B > 1).
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+_KERNEL_CACHE = {}
+
+
+def smoothing_kernel(device=None):
+    """3x3 kernel w w^T, w = [e^-1, 1, e^-1] / (1 + 2 e^-1) (nominal sigma 0.5), built in float64
+    and rounded once to float32 so it equals the reference bit for bit."""
+    key = str(device)
+    if key not in _KERNEL_CACHE:
+        w = torch.tensor([math.exp(-1.0), 1.0, math.exp(-1.0)], dtype=torch.float64)
+        w = w / w.sum()
+        _KERNEL_CACHE[key] = torch.outer(w, w).to(torch.float32).to(device)
+    return _KERNEL_CACHE[key]
+
+
+def smooth_attention(maps):
+    """Reflect-pad by one cell and apply the 3x3 smoothing kernel: (B, h, w) -> (B, h, w) float32."""
+    if maps.ndim != 3:
+        raise ValueError(f"attention maps must be (B, h, w); got {tuple(maps.shape)}")
+    x = maps.float()[:, None]
+    # reflect padding needs at least 2 cells per side; tiny maps fall back to replicate.
+    mode = "reflect" if min(x.shape[-2:]) >= 2 else "replicate"
+    x = F.pad(x, (1, 1, 1, 1), mode=mode)
+    return F.conv2d(x, smoothing_kernel(x.device)[None, None])[:, 0]
+
+
+def quantile_mask(values, threshold):
+    """1 where a value is >= its image's `threshold` quantile (linear interpolation, float32)."""
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1]; got {threshold}")
+    flat = values.float().reshape(values.shape[0], -1)
+    q = torch.quantile(flat, float(threshold), dim=1, keepdim=True)
+    return (flat >= q).to(torch.float32).reshape(values.shape)
+
+
+def upsample_mask(mask, size):
+    """Nearest upsampling of (B, h, w) to (B, 1, H, W)."""
+    return F.interpolate(mask.float()[:, None], size=tuple(size), mode="nearest")
+
+
+def attention_mask(maps, threshold, latent_size):
+    """M1: smooth, threshold at attention resolution, upsample to the latent: (B, 1, H, W)."""
+    return upsample_mask(quantile_mask(smooth_attention(maps), threshold), latent_size)
+
+
+def noise_mask(psi, threshold):
+    """M2: threshold the channel sum of |psi| per image: (B, 1, H, W)."""
+    return quantile_mask(psi.float().abs().sum(dim=1), threshold)[:, None]
+
+
+def combine_masks(m1, m2):
+    """Intersection of the masks that exist (None when neither does)."""
+    if m1 is None:
+        return m2
+    if m2 is None:
+        return m1
+    return m1 * m2
+
+
+def resize_user_mask(mask, latent_size, batch):
+    """A ComfyUI MASK ((H, W) or (B|1, H, W), pixel size) as (batch, 1, h, w) at latent size."""
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3:
+        raise ValueError(f"a MASK must be (B, H, W); got {tuple(mask.shape)}")
+    if mask.shape[0] not in (1, batch):
+        raise ValueError(f"the mask has {mask.shape[0]} images but the latent batch has {batch}")
+    resized = F.interpolate(mask.float()[:, None], size=tuple(latent_size), mode="bilinear",
+                            align_corners=False)
+    return resized.expand(batch, -1, -1, -1).clone()
