@@ -49,9 +49,10 @@ def upsample_mask(mask, size):
     return F.interpolate(mask.float()[:, None], size=tuple(size), mode="nearest")
 
 
-def attention_mask(maps, threshold, latent_size):
+def attention_mask(maps, threshold, latent_size, smooth=True):
     """M1: smooth, threshold at attention resolution, upsample to the latent: (B, 1, H, W)."""
-    return upsample_mask(quantile_mask(smooth_attention(maps), threshold), latent_size)
+    values = smooth_attention(maps) if smooth else maps.float()
+    return upsample_mask(quantile_mask(values, threshold), latent_size)
 
 
 def noise_mask(psi, threshold):

@@ -1,0 +1,1 @@
+"""ComfyUI nodes and model-patch adapters for LEDITS++ (the math lives in ledits_core)."""

@@ -1,0 +1,38 @@
+"""Turning latent-size masks and attention maps into ComfyUI MASK / IMAGE values."""
+import torch
+import torch.nn.functional as F
+
+# anchor colours of a perceptually ordered dark-to-bright map (black, purple, orange, yellow-white)
+_ANCHORS = torch.tensor([[0.0, 0.0, 0.02], [0.34, 0.06, 0.43], [0.73, 0.21, 0.33],
+                         [0.98, 0.55, 0.04], [0.99, 0.99, 0.75]])
+VAE_SCALE = 8
+
+
+def pixel_size(latent_size):
+    return (latent_size[0] * VAE_SCALE, latent_size[1] * VAE_SCALE)
+
+
+def mask_to_pixels(mask, latent_size):
+    """(N, 1, h, w) or (N, h, w) mask -> MASK (N, 8H, 8W) with nearest upsampling."""
+    if mask.ndim == 3:
+        mask = mask[:, None]
+    return F.interpolate(mask.float(), size=pixel_size(latent_size), mode="nearest")[:, 0].cpu()
+
+
+def colorize(values):
+    """(N, H, W) in [0, 1] -> IMAGE (N, H, W, 3) through the anchor colour ramp."""
+    v = values.clamp(0, 1) * (len(_ANCHORS) - 1)
+    low = v.floor().long().clamp(max=len(_ANCHORS) - 2)
+    frac = (v - low.float())[..., None]
+    anchors = _ANCHORS.to(values.device)
+    return anchors[low] * (1 - frac) + anchors[low + 1] * frac
+
+
+def heatmap(maps, latent_size):
+    """Attention maps (N, h, w) -> IMAGE (N, 8H, 8W, 3), each normalised to its own range."""
+    flat = maps.float().reshape(maps.shape[0], -1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    norm = ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(maps.shape)
+    big = F.interpolate(norm[:, None], size=pixel_size(latent_size), mode="bilinear", align_corners=False)[:, 0]
+    return colorize(big).cpu()

@@ -1,0 +1,92 @@
+"""Inversion and replay as ComfyUI SAMPLER functions, run through the host's guider machinery.
+
+Running inside `guider.sample` lets ComfyUI load the model, process conds (SDXL size vectors,
+ControlNets, hooks), apply wrappers and clean up; the functions here only drive the shared
+ledits_core solver. The step index is passed to the guider through transformer_options.
+"""
+import torch
+
+import comfy.model_management
+import comfy.samplers
+import comfy.utils
+import latent_preview
+
+from ..ledits_core import invert, replay
+from .guider import STEP_KEY, LeditsGuider, check_interrupt
+from .host_model import check_inversion_matches
+
+
+def _denoiser(model, extra_args):
+    """denoise(x, sigma, i) for ledits_core, calling the host's wrapped model at step i."""
+    extra_args = dict(extra_args or {})
+    base_options = extra_args.pop("model_options", {})
+
+    def denoise(x, sigma, i):
+        check_interrupt()
+        options = dict(base_options)
+        transformer = dict(options.get("transformer_options", {}))
+        transformer[STEP_KEY] = i
+        options["transformer_options"] = transformer
+        return model(x, sigma * x.new_ones([x.shape[0]]), model_options=options, **extra_args)
+    return denoise
+
+
+def _progress(callback, sigmas):
+    if callback is None:
+        return None
+    return lambda i, x, d: callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i],
+                                     "denoised": d})
+
+
+def inversion_sampler(noise, holder):
+    """A SAMPLER that inverts the clean latent it is given and returns the start latent x_T."""
+    def sample_ledits_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        result = invert(_denoiser(model, extra_args), x, sigmas, noise, _progress(callback, sigmas))
+        holder["inversion"] = result
+        return result.x_T
+    return comfy.samplers.KSAMPLER(sample_ledits_inversion)
+
+
+def replay_sampler(inversion, node="LEDITS++ Sampler"):
+    """A SAMPLER that replays `inversion`'s noise maps from its start latent."""
+    def sample_ledits_replay(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        check_inversion_matches(inversion, model.inner_model.model_patcher, node, x.shape)
+        expected = inversion.sigmas
+        if sigmas.shape != expected.shape or not torch.allclose(sigmas.float().cpu(), expected, rtol=1e-4, atol=1e-6):
+            raise ValueError(
+                f"{node}: the SIGMAS ({sigmas.numel() - 1} steps) differ from the inversion's "
+                f"({expected.numel() - 1} steps); connect the `sigmas` output of LEDITS++ Inversion")
+        x_T = inversion.x_T.to(device=x.device)
+        if not torch.allclose(x.float(), x_T, rtol=1e-3, atol=1e-3):
+            raise ValueError(
+                f"{node}: the latent is not this inversion's start latent; connect LEDITS++ "
+                "Inversion's `noisy_latent` output and use DisableNoise as the noise")
+        zs = inversion.zs.to(device=x.device)
+        # the exact stored start (the latent went through process_latent_out/in on its way here)
+        return replay(_denoiser(model, extra_args), x_T, sigmas, zs, _progress(callback, sigmas))
+    return comfy.samplers.KSAMPLER(sample_ledits_replay)
+
+
+def _run(guider, model, latent, sampler, sigmas, seed, steps):
+    callback = latent_preview.prepare_callback(model, steps)
+    samples = guider.sample(torch.zeros_like(latent), latent, sampler, sigmas, callback=callback,
+                            disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    return samples.to(comfy.model_management.intermediate_device())
+
+
+def run_inversion(model, latent, sigmas, base, noise, seed):
+    """Invert `latent` (outer space) -> (Inversion from ledits_core, noisy start latent, outer)."""
+    holder = {}
+    guider = LeditsGuider(model, base)
+    noisy = _run(guider, model, latent, inversion_sampler(noise, holder), sigmas, seed,
+                 len(sigmas) - 1)
+    return holder["inversion"], noisy
+
+
+def run_edit(model, inversion, concepts, base, guidance_rescale=0.0, record=True):
+    """Replay `inversion` with LEDITS++ guidance -> (edited latent in outer space, guider)."""
+    guider = LeditsGuider(model, base, concepts, guidance_rescale, record=record)
+    start = model.model.process_latent_out(inversion.x_T.clone())
+    edited = _run(guider, model, start, replay_sampler(inversion, "LEDITS++ Guided Edit"),
+                  inversion.sigmas, inversion.seed, inversion.steps)
+    return edited, guider
