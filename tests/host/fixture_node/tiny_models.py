@@ -1,0 +1,145 @@
+"""Tiny random-weight SD1.5-, SD2-v- and SDXL-layout checkpoints for host tests (test-only).
+
+ComfyUI's detection only matches real channel counts, so test-only model classes with the tiny
+configs are put at the front of `comfy.supported_models.models` (in every process that loads the
+files). The real CLIP tokenizers are kept, so token positions are real; the text encoders, UNets
+and TAESD VAEs are small and filled from a seeded generator.
+"""
+import torch
+
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.sd
+import comfy.sd1_clip
+import comfy.sdxl_clip
+import comfy.supported_models as supported
+import comfy.supported_models_base
+import comfy.taesd.taesd
+
+CLIP_L_64 = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3,
+             "projection_dim": 64}
+CLIP_L_32 = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 3,
+             "projection_dim": 32}
+CLIP_G_64 = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3,
+             "projection_dim": 64}
+
+_UNET_COMMON = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+                "legacy": False, "in_channels": 4, "model_channels": 32, "use_temporal_attention": False,
+                "use_temporal_resblock": False}
+UNETS = {
+    "sd15": {**_UNET_COMMON, "adm_in_channels": None, "num_res_blocks": [2, 2, 2, 2],
+             "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "channel_mult": [1, 2, 4, 4],
+             "transformer_depth_middle": 1, "use_linear_in_transformer": False, "context_dim": 64,
+             "num_heads": 8, "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]},
+    "sd2v": {**_UNET_COMMON, "adm_in_channels": None, "num_res_blocks": [2, 2, 2, 2],
+             "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "channel_mult": [1, 2, 4, 4],
+             "transformer_depth_middle": 1, "use_linear_in_transformer": True, "context_dim": 64,
+             "num_heads": -1, "num_head_channels": 8,
+             "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]},
+    "sdxl": {**_UNET_COMMON, "num_classes": "sequential", "adm_in_channels": 1600, "num_res_blocks": [2, 2, 2],
+             "transformer_depth": [0, 0, 1, 1, 2, 2], "channel_mult": [1, 2, 4], "transformer_depth_middle": 2,
+             "use_linear_in_transformer": True, "context_dim": 96, "num_heads": -1, "num_head_channels": 16,
+             "transformer_depth_output": [0, 0, 0, 1, 1, 1, 2, 2, 2]},
+}
+_MATCH_KEYS = ("context_dim", "model_channels", "use_linear_in_transformer", "adm_in_channels",
+               "use_temporal_attention")
+
+
+def _match(layout):
+    config = {k: UNETS[layout][k] for k in _MATCH_KEYS}
+    if layout == "sdxl":
+        config["transformer_depth"] = UNETS["sdxl"]["transformer_depth"]
+    return config
+
+
+class TinySD1Clip(comfy.sd1_clip.SD1ClipModel):
+    def __init__(self, device="cpu", dtype=None, model_options={}, **kwargs):
+        super().__init__(device=device, dtype=dtype, model_options={**model_options, "clip_l_model_config": CLIP_L_64},
+                         **kwargs)
+
+
+class TinySDXLClip(comfy.sdxl_clip.SDXLClipModel):
+    def __init__(self, device="cpu", dtype=None, model_options={}):
+        super().__init__(device=device, dtype=dtype, model_options={
+            **model_options, "clip_l_model_config": CLIP_L_32, "clip_g_model_config": CLIP_G_64})
+
+
+class TinySD15(supported.SD15):
+    unet_config = _match("sd15")
+
+    def clip_target(self, state_dict={}):
+        return comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinySD1Clip)
+
+
+class TinySD2V(supported.SD20):
+    """SD2.x UNet layout (linear projections, head-width attention), v-prediction."""
+    unet_config = _match("sd2v")
+    unet_extra_config = {"num_heads": -1, "num_head_channels": 8}
+    process_clip_state_dict = supported.SD15.process_clip_state_dict
+    process_clip_state_dict_for_saving = supported.SD15.process_clip_state_dict_for_saving
+
+    def model_type(self, state_dict, prefix=""):
+        return comfy.model_base.ModelType.V_PREDICTION
+
+    def clip_target(self, state_dict={}):
+        return comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, TinySD1Clip)
+
+
+class TinySDXL(supported.SDXL):
+    unet_config = _match("sdxl")
+    unet_extra_config = {"num_heads": -1, "num_head_channels": 16}
+
+    def clip_target(self, state_dict={}):
+        return comfy.supported_models_base.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, TinySDXLClip)
+
+
+CLASSES = {"sd15": TinySD15, "sd2v": TinySD2V, "sdxl": TinySDXL}
+
+
+def register():
+    """Put the tiny classes first in ComfyUI's detection list (idempotent)."""
+    names = {type_.__name__ for type_ in supported.models}
+    for cls in reversed(list(CLASSES.values())):
+        if cls.__name__ not in names:
+            supported.models.insert(0, cls)
+
+
+def _fill(module, generator):
+    """Deterministic init: matrices N(0, 1/sqrt(fan_in)), 1-D weights 1, biases 0."""
+    with torch.no_grad():
+        for name, p in list(module.named_parameters()) + list(module.named_buffers()):
+            if not p.is_floating_point():
+                continue
+            if name.endswith("logit_scale"):
+                p.fill_(4.6055)
+            elif p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=generator) / (p[0].numel() ** 0.5))
+            elif p.ndim == 1 and name.endswith("weight") or name.endswith("vae_scale"):
+                p.fill_(1.0)
+            else:
+                p.zero_()
+
+
+def build(layout, seed=0):
+    """(ModelPatcher, CLIP, VAE) of a tiny model, weights from `seed`."""
+    register()
+    generator = torch.Generator().manual_seed(seed)
+    config = CLASSES[layout](dict(UNETS[layout], dtype=torch.float32))
+    model = config.get_model({})
+    _fill(model, generator)
+    device = torch.device("cpu")
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+    target = config.clip_target()
+    clip = comfy.sd.CLIP(target, embedding_directory=None)
+    _fill(clip.cond_stage_model, generator)
+    taesd = comfy.taesd.taesd.TAESD()
+    _fill(taesd, generator)
+    vae = comfy.sd.VAE(sd=taesd.state_dict())
+    return patcher, clip, vae
+
+
+def write_checkpoint(layout, path, seed=0):
+    patcher, clip, vae = build(layout, seed)
+    comfy.sd.save_checkpoint(str(path), patcher, clip, vae)
+    return path
