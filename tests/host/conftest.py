@@ -51,10 +51,12 @@ def _run(coro_or_value):
 
 
 def _pack_module():
-    for module in list(sys.modules.values()):
-        if pathlib.Path(getattr(module, "__file__", "") or "/").resolve() == REPO / "__init__.py":
-            return module
-    raise RuntimeError("the pack was not loaded")
+    """The package ComfyUI's loader made of this repo (pytest may hold a second copy)."""
+    for name, module in list(sys.modules.items()):
+        if name.endswith(".nodes.extension") and \
+                pathlib.Path(getattr(module, "__file__", "") or "/").resolve() == REPO / "nodes" / "extension.py":
+            return sys.modules[name[: -len(".nodes.extension")]]
+    raise RuntimeError("ComfyUI did not load the pack's nodes")
 
 
 class ServerStub:
@@ -103,8 +105,7 @@ def comfy_host(session_dir):
 @pytest.fixture(scope="session")
 def core(comfy_host):
     """The pack's own ledits_core (the copy its nodes use)."""
-    return comfy_host["pack"].ledits_core if hasattr(comfy_host["pack"], "ledits_core") else \
-        sys.modules[comfy_host["pack"].__name__ + ".ledits_core"]
+    return sys.modules[comfy_host["pack"].__name__ + ".ledits_core"]
 
 
 @pytest.fixture(scope="session")
