@@ -158,8 +158,12 @@ def load_tiny(tiny_ckpt, run_node):
 @pytest.fixture(scope="session")
 def executor(comfy_host):
     stub = ServerStub()
+    import inspect
     cache_type = getattr(execution, "CacheType", None)
-    ex = execution.PromptExecutor(stub, cache_type=cache_type.CLASSIC if cache_type else False)
+    kwargs = {"cache_type": cache_type.CLASSIC if cache_type else False}
+    if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:  # 0.33+
+        kwargs["cache_args"] = {"lru": 0, "ram": 0, "ram_inactive": 0}
+    ex = execution.PromptExecutor(stub, **kwargs)
     return ex, stub
 
 
