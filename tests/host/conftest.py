@@ -15,6 +15,9 @@ import uuid
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+if not os.environ.get("COMFYUI_PATH"):
+    raise pytest.UsageError("tests/host runs inside a ComfyUI host: set COMFYUI_PATH=<ComfyUI root> and "
+                            "LEDITS_HOST_RUN=1 (or run plain `python -m pytest`, which does it per host)")
 HOST = pathlib.Path(os.environ["COMFYUI_PATH"].split(":")[0]).resolve()
 FIXTURE_DIR = pathlib.Path(__file__).resolve().parent / "fixture_node"
 
@@ -99,7 +102,8 @@ def comfy_host(session_dir):
     assert ok, "ComfyUI failed to load the pack (see the log above)"
     import comfyui_version
     return {"version": comfyui_version.__version__, "tiny": tiny, "pack": _pack_module(),
-            "nodes": nodes, "execution": execution}
+            "nodes": nodes, "execution": execution, "folder_paths": folder_paths,
+            "model_management": comfy.model_management, "root": HOST, "session_dir": session_dir}
 
 
 @pytest.fixture(scope="session")
@@ -192,3 +196,20 @@ def run_prompt(executor):
             raise AssertionError(f"prompt failed: {errors}")
         return ex.history_result["outputs"], messages
     return run
+
+
+def _load_server_fixtures():
+    """server_fixtures.py under a unique module name (no clash with ComfyUI's top-level names)."""
+    spec = importlib.util.spec_from_file_location("ledits_host_server_fixtures",
+                                                  pathlib.Path(__file__).resolve().parent / "server_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# HTTP tier fixtures: comfy_server (a ComfyServer), post_prompt(api) -> history entry, interrupt().
+_server_fixtures = _load_server_fixtures()
+comfy_server = _server_fixtures.comfy_server
+post_prompt = _server_fixtures.post_prompt
+interrupt = _server_fixtures.interrupt

@@ -127,7 +127,7 @@ def build(layout, seed=0):
     generator = torch.Generator().manual_seed(seed)
     config = CLASSES[layout](dict(UNETS[layout], dtype=torch.float32))
     model = config.get_model({})
-    _fill(model, generator)
+    _fill(model.diffusion_model, generator)  # not model_sampling: its sigma buffers must stay
     device = torch.device("cpu")
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
     target = config.clip_target()
