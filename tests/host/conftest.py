@@ -20,6 +20,7 @@ if not os.environ.get("COMFYUI_PATH"):
                             "LEDITS_HOST_RUN=1 (or run plain `python -m pytest`, which does it per host)")
 HOST = pathlib.Path(os.environ["COMFYUI_PATH"].split(":")[0]).resolve()
 FIXTURE_DIR = pathlib.Path(__file__).resolve().parent / "fixture_node"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # for ledits_server_harness
 
 # The repo root must not shadow ComfyUI's top-level `nodes` module.
 sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != REPO]
@@ -33,6 +34,7 @@ comfy.cli_args.args.use_pytorch_cross_attention = True
 comfy.cli_args.args.disable_api_nodes = True
 
 import comfy.model_management  # noqa: E402,F401
+import ledits_server_harness  # noqa: E402
 import execution  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
@@ -213,3 +215,11 @@ _server_fixtures = _load_server_fixtures()
 comfy_server = _server_fixtures.comfy_server
 post_prompt = _server_fixtures.post_prompt
 interrupt = _server_fixtures.interrupt
+
+
+@pytest.fixture(scope="session")
+def server(session_dir, tiny_ckpt):
+    """A real ComfyUI server (this host, this pack, tiny checkpoints) on a free 127.0.0.1 port."""
+    srv, stop = ledits_server_harness.start_server(session_dir, HOST)
+    yield srv
+    stop()
