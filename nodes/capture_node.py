@@ -20,7 +20,7 @@ class LEditsPPAttentionCapture(io.ComfyNode):
                         "Attention patches of other nodes are kept and still run. Optional: the edit "
                         "nodes capture at latent/4 by themselves.",
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="SD1.x, SD2.x or SDXL model to record the concepts' attention of."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="latent/4",
                                tooltip="UNet level whose cross-attention is recorded; latent/4 is the papers'."),
                 io.Boolean.Input("include_middle", default=False,
