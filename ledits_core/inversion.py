@@ -82,6 +82,43 @@ def invert(denoise, x0, sigmas, noise, callback=None):
     return Inversion(x_T=x_T, zs=torch.stack(zs), sigmas=sigmas.detach().float().cpu().clone())
 
 
+def invert_batched(denoise_many, x0, sigmas, noise, chunk_steps, callback=None):
+    """`invert` with the denoiser calls of `chunk_steps` steps batched into one call.
+
+    Every auxiliary latent is known up front, so the calls are independent: `denoise_many(xs,
+    sigmas_per_row, steps)` gets the latents of several steps stacked along the batch axis. The
+    z's are then computed from the ideal auxiliary latents, so the replay lands on them up to
+    float round-off (instead of bit for bit, as in `invert`). Faster where the device has
+    parallelism to spare; memory grows with chunk_steps.
+    """
+    _check_latent(x0)
+    if chunk_steps < 1:
+        raise ValueError("chunk_steps must be >= 1")
+    plan = plan_steps(sigmas)
+    n, batch = len(plan), x0.shape[0]
+    if noise.shape[0] != n or tuple(noise.shape[1:]) != tuple(x0.shape):
+        raise ValueError(f"noise must have shape ({n}, {tuple(x0.shape)}); got {tuple(noise.shape)}")
+    x0 = x0.float()
+    noise = noise.to(device=x0.device, dtype=torch.float32)
+    sigma_values = sigmas.to(device=x0.device, dtype=torch.float32)
+    auxiliary = [x0 + sigma_values[i] * noise[i] for i in range(n)] + [x0]
+    denoised = [None] * n
+    for start in range(0, n, chunk_steps):
+        steps = list(range(start, min(n, start + chunk_steps)))
+        xs = torch.cat([auxiliary[i] for i in steps])
+        rows = torch.cat([sigma_values[i].expand(batch) for i in steps])
+        out = denoise_many(xs, rows, steps).float()
+        for j, i in enumerate(steps):
+            denoised[i] = out[j * batch:(j + 1) * batch]
+    zs = []
+    for i, coef in enumerate(plan):
+        mu = step_mean(coef, auxiliary[i], denoised[i], denoised[i - 1] if i else None)
+        zs.append(torch.zeros_like(x0) if coef.to_zero else (auxiliary[i + 1] - mu) / coef.noise_coef)
+        if callback is not None:
+            callback(i, auxiliary[i + 1], denoised[i])
+    return Inversion(x_T=auxiliary[0].clone(), zs=torch.stack(zs), sigmas=sigmas.detach().float().cpu().clone())
+
+
 def replay(denoise, x_T, sigmas, zs, callback=None):
     """Run the solver from x_T with the stored z's; returns the final latent (float32)."""
     _check_latent(x_T, "start latent")

@@ -48,6 +48,10 @@ class LEditsPPInversion(io.ComfyNode):
                 io.Float.Input("source_cfg", default=3.5, min=0.0, max=30.0, step=0.1,
                                tooltip="Guidance scale of the source prompt (only used when `positive` is "
                                        "connected)."),
+                io.Int.Input("batch_steps", default=1, min=1, max=64,
+                             tooltip="Model calls of this many steps run as one batch (faster on GPUs, more "
+                                     "memory; the replay then matches to float round-off). 1 = one step at "
+                                     "a time: the replay is bit-exact."),
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="Optional source prompt describing the image."),
                 io.Conditioning.Input("negative", optional=True,
@@ -65,7 +69,7 @@ class LEditsPPInversion(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, latent, steps, skip, seed, schedule, source_cfg,
+    def execute(cls, model, latent, steps, skip, seed, schedule, source_cfg, batch_steps=1,
                 positive=None, negative=None, sigmas=None) -> io.NodeOutput:
         check_model(model, NODE)
         samples = latent["samples"]
@@ -80,7 +84,7 @@ class LEditsPPInversion(io.ComfyNode):
         base = BaseGuidance(negative=negative if negative is not None else zero_conditioning(model),
                             positive=positive, cfg=float(source_cfg) if positive is not None else 1.0)
         noise = draw_inversion_noise(samples.shape, len(kept) - 1, seed)
-        result, noisy = run_inversion(model, samples, kept, base, noise, seed)
+        result, noisy = run_inversion(model, samples, kept, base, noise, seed, int(batch_steps))
         data = InversionData(
             x_T=result.x_T.detach().float().cpu(), zs=result.zs.detach().float().cpu(),
             sigmas=result.sigmas, base=base, seed=int(seed), schedule=schedule if sigmas is None else "custom",

@@ -11,7 +11,7 @@ import comfy.samplers
 import comfy.utils
 import latent_preview
 
-from ..ledits_core import invert, replay
+from ..ledits_core import invert, invert_batched, replay
 from .guider import STEP_KEY, LeditsGuider, check_interrupt
 from .host_model import check_inversion_matches
 
@@ -27,7 +27,8 @@ def _denoiser(model, extra_args):
         transformer = dict(options.get("transformer_options", {}))
         transformer[STEP_KEY] = i
         options["transformer_options"] = transformer
-        return model(x, sigma * x.new_ones([x.shape[0]]), model_options=options, **extra_args)
+        sigma = sigma * x.new_ones([x.shape[0]]) if sigma.ndim == 0 else sigma
+        return model(x, sigma, model_options=options, **extra_args)
     return denoise
 
 
@@ -38,10 +39,20 @@ def _progress(callback, sigmas):
                                      "denoised": d})
 
 
-def inversion_sampler(noise, holder):
+def _batched_denoiser(model, extra_args):
+    """denoise_many(xs, sigma_per_row, steps): several steps' latents in one model call."""
+    denoise = _denoiser(model, extra_args)
+    return lambda xs, rows, steps: denoise(xs, rows, steps[0])
+
+
+def inversion_sampler(noise, holder, batch_steps=1):
     """A SAMPLER that inverts the clean latent it is given and returns the start latent x_T."""
     def sample_ledits_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        result = invert(_denoiser(model, extra_args), x, sigmas, noise, _progress(callback, sigmas))
+        progress = _progress(callback, sigmas)
+        if batch_steps > 1:
+            result = invert_batched(_batched_denoiser(model, extra_args), x, sigmas, noise, batch_steps, progress)
+        else:
+            result = invert(_denoiser(model, extra_args), x, sigmas, noise, progress)
         holder["inversion"] = result
         return result.x_T
     return comfy.samplers.KSAMPLER(sample_ledits_inversion)
@@ -74,11 +85,11 @@ def _run(guider, model, latent, sampler, sigmas, seed, steps):
     return samples.to(comfy.model_management.intermediate_device())
 
 
-def run_inversion(model, latent, sigmas, base, noise, seed):
+def run_inversion(model, latent, sigmas, base, noise, seed, batch_steps=1):
     """Invert `latent` (outer space) -> (Inversion from ledits_core, noisy start latent, outer)."""
     holder = {}
     guider = LeditsGuider(model, base)
-    noisy = _run(guider, model, latent, inversion_sampler(noise, holder), sigmas, seed,
+    noisy = _run(guider, model, latent, inversion_sampler(noise, holder, batch_steps), sigmas, seed,
                  len(sigmas) - 1)
     return holder["inversion"], noisy
 
