@@ -22,9 +22,14 @@ def edit_base(inversion, positive, negative, cfg, model=None):
     return BaseGuidance(negative=negative, positive=positive, cfg=float(cfg) if positive is not None else 1.0)
 
 
-def check_concepts(concepts, model, node):
+def check_concepts(concepts, model, node, batch=None):
     width = model.model.model_config.unet_config.get("context_dim")
     for concept in concepts:
+        mask = concept.user_mask
+        if mask is not None and batch is not None and mask.shape[0] not in (1, batch):
+            raise ValueError(
+                f"{node}: the mask of concept '{concept.text}' has {mask.shape[0]} images but the image "
+                f"batch has {batch}; give one mask, or one per image")
         got = concept.conditioning[0][0].shape[-1]
         if width is not None and got != width:
             raise ValueError(
@@ -78,7 +83,7 @@ class LEditsPPGuidedEdit(io.ComfyNode):
         check_model(model, cls.NODE)
         check_inversion_matches(inversion, model, cls.NODE)
         concepts = tuple(concepts or ())
-        check_concepts(concepts, model, cls.NODE)
+        check_concepts(concepts, model, cls.NODE, inversion.x_T.shape[0])
         base = edit_base(inversion, positive, negative, cfg)
         edited, guider = run_edit(model, inversion, concepts, base, guidance_rescale, record=True)
         latent_size = tuple(inversion.x_T.shape[-2:])
@@ -118,7 +123,7 @@ class LEditsPPGuider(io.ComfyNode):
         if inversion is not None:
             check_inversion_matches(inversion, model, cls.NODE)
         concepts = tuple(concepts or ())
-        check_concepts(concepts, model, cls.NODE)
+        check_concepts(concepts, model, cls.NODE, inversion.x_T.shape[0] if inversion is not None else None)
         base = edit_base(inversion, positive, negative, cfg, model)
         return io.NodeOutput(LeditsGuider(model, base, concepts, guidance_rescale, record=False))
 

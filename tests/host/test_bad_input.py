@@ -109,3 +109,19 @@ def test_nan_latent_and_long_concept(load_tiny, run_node):
     edited = run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concepts, cfg=7.5,
                       guidance_rescale=0.0)
     assert torch.isfinite(edited[0]["samples"]).all() and edited[2].steps[-1][0][0] is not None
+
+
+def test_user_masks_of_any_size_and_wrong_batch(load_tiny, run_node):
+    model, clip, _ = load_tiny("sdxl")
+    inversion = run_node("LEditsPPInversion", model=model, latent={"samples": torch.randn(2, 4, 16, 24)}, steps=2,
+                         skip=0.1, seed=0, schedule="exact", source_cfg=1.0)[0]
+    concept = lambda mask: run_node("LEditsPPEditConcept", clip=clip, text="hat", scale=5.0, threshold=0.7,
+                                    reverse=False, warmup=0, cooldown=10000, mask_type="noise", mask=mask)[0]
+    left = torch.zeros(1, 77, 50)
+    left[..., :25] = 1  # another size than the image: resized to the latent
+    edited, masks, _ = run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concept(left),
+                                cfg=7.5, guidance_rescale=0.0)
+    assert float(masks[:, :, 100:].max()) == 0.0  # nothing edited where the user mask is 0
+    with pytest.raises(ValueError, match="LEDITS\\+\\+ Guided Edit: the mask of concept 'hat' has 3 images"):
+        run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concept(torch.ones(3, 8, 8)),
+                 cfg=7.5, guidance_rescale=0.0)
