@@ -48,7 +48,7 @@ class LEditsPPInversion(io.ComfyNode):
                 io.Float.Input("source_cfg", default=3.5, min=0.0, max=30.0, step=0.1,
                                tooltip="Guidance scale of the source prompt (only used when `positive` is "
                                        "connected)."),
-                io.Int.Input("batch_steps", default=1, min=1, max=64,
+                io.Int.Input("batch_steps", default=1, min=1, max=64, optional=True,
                              tooltip="Model calls of this many steps run as one batch (faster on GPUs, more "
                                      "memory; the replay then matches to float round-off). 1 = one step at "
                                      "a time: the replay is bit-exact."),
