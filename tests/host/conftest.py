@@ -218,8 +218,6 @@ interrupt = _server_fixtures.interrupt
 
 
 @pytest.fixture(scope="session")
-def server(session_dir, tiny_ckpt):
-    """A real ComfyUI server (this host, this pack, tiny checkpoints) on a free 127.0.0.1 port."""
-    srv, stop = ledits_server_harness.start_server(session_dir, HOST)
-    yield srv
-    stop()
+def server(comfy_server):
+    """Alias of comfy_server (one server process per session): request/queue/wait/run/output_file."""
+    return comfy_server

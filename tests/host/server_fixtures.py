@@ -24,7 +24,7 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FIXTURE_NODE = pathlib.Path(__file__).resolve().parent / "fixture_node"
-PACK_LINK = "ledits-pp-under-test"        # the pack's folder name inside the temp custom_nodes
+PACK_LINK = "ComfyUI-LEDITS-PP"           # the pack's folder name inside the temp custom_nodes
 FIXTURE_LINK = "ledits_test_fixture"      # test-only: registers the tiny model classes
 PACK_NODES = ["LEditsPPInversion", "LEditsPPEditConcept", "LEditsPPAttentionCapture",
               "LEditsPPMaskFromAttention", "LEditsPPGuidedEdit", "LEditsPPGuider", "LEditsPPSampler"]
@@ -47,10 +47,12 @@ class ComfyServer:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
         self.dirs = dirs                       # name -> pathlib.Path (output, input, temp, user, ...)
+        self.base = dirs["base"]               # holds input/ and output/ (tests may write inputs there)
+        self.log = log_path
         self.client_id = "ledits-tests-" + uuid.uuid4().hex[:8]
 
     # -- raw HTTP ---------------------------------------------------------------------------
-    def request(self, method, path, body=None, timeout=30):
+    def http(self, method, path, body=None, timeout=30):
         """(status, parsed JSON or raw bytes); HTTP errors are returned, not raised."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
@@ -64,8 +66,12 @@ class ComfyServer:
             return status, json.loads(raw or b"null")
         return status, raw
 
+    def request(self, path, data=None, timeout=30):
+        """GET `path`, or POST `data` as JSON: (status, body)."""
+        return self.http("GET" if data is None else "POST", path, data, timeout)
+
     def get_json(self, path):
-        status, body = self.request("GET", path)
+        status, body = self.http("GET", path)
         assert status == 200, f"GET {path} -> {status}: {body!r:.500}"
         return body
 
@@ -76,7 +82,7 @@ class ComfyServer:
     def view(self, file_info):
         """Bytes of an output file, given an entry of a history `images` list."""
         query = urllib.parse.urlencode({k: file_info.get(k, "") for k in ("filename", "subfolder", "type")})
-        status, body = self.request("GET", "/view?" + query)
+        status, body = self.http("GET", "/view?" + query)
         assert status == 200, f"GET /view?{query} -> {status}"
         return body
 
@@ -87,23 +93,14 @@ class ComfyServer:
         Returns the history entry ({"prompt", "outputs", "status", ...}). Raises AssertionError
         with ComfyUI's error text when validation or execution fails, unless expect_error=True:
         then the 400 body (validation) or the failed history entry is returned, and success fails."""
-        status, body = self.request("POST", "/prompt", {"prompt": api, "client_id": self.client_id})
+        status, body = self.http("POST", "/prompt", {"prompt": api, "client_id": self.client_id})
         rejected = status != 200 or bool(body.get("node_errors"))
         if rejected:
             if expect_error:
                 return body
             raise AssertionError(f"POST /prompt rejected ({status}): {json.dumps(body)[:4000]}")
         prompt_id = body["prompt_id"]
-        deadline = time.monotonic() + timeout
-        while True:
-            entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
-            if entry and entry.get("status", {}).get("completed") is not None:
-                break
-            self.assert_alive()
-            if time.monotonic() > deadline:
-                self.interrupt()
-                raise AssertionError(f"prompt {prompt_id} not done after {timeout} s")
-            time.sleep(0.1)
+        entry = self.wait(prompt_id, timeout)
         ok = entry["status"].get("status_str") == "success"
         if expect_error:
             assert not ok, f"prompt {prompt_id} was expected to fail but succeeded"
@@ -112,8 +109,36 @@ class ComfyServer:
             raise AssertionError(f"prompt {prompt_id} failed: {json.dumps(errors)[:4000]}")
         return entry
 
+    def queue(self, api):
+        """POST /prompt without waiting; returns the prompt id (asserts no node_errors)."""
+        status, body = self.http("POST", "/prompt", {"prompt": api, "client_id": self.client_id})
+        assert status == 200 and not body.get("node_errors"), f"/prompt answered {status}: {body}"
+        return body["prompt_id"]
+
+    def wait(self, prompt_id, timeout=PROMPT_TIMEOUT_S):
+        """The /history entry of `prompt_id` once done (success or error)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+            if entry and entry.get("status", {}).get("completed") is not None:
+                return entry
+            self.assert_alive()
+            if time.monotonic() > deadline:
+                self.interrupt()
+                raise AssertionError(f"prompt {prompt_id} not done after {timeout} s")
+            time.sleep(0.1)
+
+    def run(self, api, timeout=PROMPT_TIMEOUT_S):
+        """queue + wait; the entry is returned whether the run succeeded or failed."""
+        return self.wait(self.queue(api), timeout)
+
+    def output_file(self, entry, node, key="images"):
+        """Path of the first file a node saved (from a history entry)."""
+        item = entry["outputs"][node][key][0]
+        return self.dirs[item.get("type", "output")] / item.get("subfolder", "") / item["filename"]
+
     def interrupt(self):
-        status, _ = self.request("POST", "/interrupt", {})
+        status, _ = self.http("POST", "/interrupt", {})
         assert status == 200, f"POST /interrupt -> {status}"
 
     # -- process and log --------------------------------------------------------------------
@@ -125,8 +150,9 @@ class ComfyServer:
 
     def import_failures(self, *names):
         """Log lines reporting a failed custom-node import that mention one of `names`."""
+        names = [n.lower() for n in names]
         return [line for line in self.log_text().splitlines()
-                if ("IMPORT FAILED" in line or "Cannot import" in line) and any(n in line for n in names)]
+                if ("IMPORT FAILED" in line or "Cannot import" in line) and any(n in line.lower() for n in names)]
 
     def assert_alive(self):
         if self.proc.poll() is not None:
@@ -181,7 +207,7 @@ def start_server(host_root, base, checkpoints_dir):
     while True:
         server.assert_alive()
         try:
-            if server.request("GET", "/system_stats", timeout=5)[0] == 200:
+            if server.http("GET", "/system_stats", timeout=5)[0] == 200:
                 break
         except OSError:
             pass
