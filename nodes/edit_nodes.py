@@ -7,6 +7,7 @@ from .host_model import check_inversion_matches, check_model, zero_conditioning
 from .io_types import CATEGORY, Attention, Concepts, Inversion
 from .previews import mask_to_pixels
 from .samplers import replay_sampler, run_edit
+from .ui_outputs import guided_edit_ui, safe
 from .values import AttentionRecord, BaseGuidance
 
 
@@ -98,7 +99,8 @@ class LEditsPPGuidedEdit(io.ComfyNode):
             steps=tuple(tuple((None if a is None else a.cpu(), None if m is None else m.cpu())
                               for a, m in step) for step in guider.steps if step is not None),
             final_masks=tuple(None if m is None else m.cpu() for m in guider.final_masks))
-        return io.NodeOutput({"samples": edited}, masks, record)
+        ui = safe(guided_edit_ui, model, edited, record, guider.final_masks)   # previews + step scrubber
+        return io.NodeOutput({"samples": edited}, masks, record, ui=ui)
 
 
 class LEditsPPGuider(io.ComfyNode):

@@ -5,6 +5,7 @@ from comfy_api.latest import io
 from ..ledits_core import attention_mask, smooth_attention
 from .io_types import CATEGORY, Attention
 from .previews import heatmap, mask_to_pixels
+from .ui_outputs import mask_node_ui, safe
 
 NODE = "LEDITS++ Mask From Attention"
 
@@ -70,9 +71,10 @@ class LEditsPPMaskFromAttention(io.ComfyNode):
             level = attention.thresholds[c] if threshold < 0 else threshold
             masks.append(attention_mask(amap, level, latent_size, smooth=smoothing))
             maps.append(smooth_attention(amap) if smoothing else amap.float())
+        ui = safe(mask_node_ui, attention, list(chosen), masks)   # the masks over the image, with a legend
         mask = torch.cat(masks)
         if resolution == "image":
             mask = mask_to_pixels(mask, latent_size)
         else:
             mask = mask[:, 0].cpu()
-        return io.NodeOutput(mask, heatmap(torch.cat(maps), latent_size))
+        return io.NodeOutput(mask, heatmap(torch.cat(maps), latent_size), ui=ui)

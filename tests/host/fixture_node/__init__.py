@@ -1,6 +1,24 @@
 """Test-only ComfyUI custom node: registers the tiny model classes inside a server process so
-CheckpointLoaderSimple can load the tiny checkpoints. Never part of the shipped pack."""
-from .tiny_models import register
+CheckpointLoaderSimple can load the tiny checkpoints. Never part of the shipped pack.
+
+The builder itself lives in tools/tiny_models.py (shared with tools/ledits_edit.py); it is loaded
+here by path, once per process, and exposed as `<this package>.tiny_models` (conftest reads it
+from sys.modules). Works through the server's symlinked custom_nodes folder too (resolve())."""
+import importlib.util
+import pathlib
+import sys
+
+_NAME = "ledits_tools_tiny_models"
+_PATH = pathlib.Path(__file__).resolve().parents[3] / "tools" / "tiny_models.py"
+
+tiny_models = sys.modules.get(_NAME)
+if tiny_models is None:
+    _spec = importlib.util.spec_from_file_location(_NAME, _PATH)
+    tiny_models = importlib.util.module_from_spec(_spec)
+    sys.modules[_NAME] = tiny_models
+    _spec.loader.exec_module(tiny_models)
+sys.modules[__name__ + ".tiny_models"] = tiny_models
+register = tiny_models.register
 
 register()
 

@@ -1,4 +1,8 @@
-"""Tiny random-weight SD1.5-, SD2-v- and SDXL-layout checkpoints for host tests (test-only).
+"""Tiny random-weight SD1.5-, SD2-v- and SDXL-layout checkpoints (for tests and the install check).
+
+Shipped in tools/ but never imported by the pack at run time: tools/ledits_edit.py uses it when no
+--ckpt is given, and the test-only custom node tests/host/fixture_node loads it by path. It needs
+ComfyUI importable (comfy.*), so import it only after ComfyUI is on sys.path.
 
 ComfyUI's detection only matches real channel counts, so test-only model classes with the tiny
 configs are put at the front of `comfy.supported_models.models` (in every process that loads the

@@ -1,0 +1,493 @@
+"""Writes the example workflows in workflows/ (UI format, what the ComfyUI front end saves and
+loads) and their thumbnails. Maintainer tool: run it after changing a node's inputs, then run the
+host tier (tests/host/test_workflows.py checks every file against a live server's /object_info).
+
+    python tools/build_workflows.py            # rewrite workflows/*.json and *.jpg
+
+No index.json: ComfyUI's /workflow_templates lists every *.json in the folder as a template (an
+index.json would show up as a broken template named "index"), and the front end names custom-node
+templates by their file name.
+
+The JSON is version 0.4 of the front end's graph schema: nodes[] with positional widgets_values
+(a seed widget is followed by its control_after_generate value), links[] as
+[id, origin_id, origin_slot, target_id, target_slot, type], groups, extra. Node inputs[] list the
+socket inputs in definition order (widgets are restored from the node definition on load).
+Needs only Python and Pillow (for the thumbnails); never imports ComfyUI or the pack.
+"""
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUT = ROOT / "workflows"
+PACK_ID, PACK_VERSION = "ledits-pp", "0.1.0"
+CORE_VERSION = "0.3.64"
+
+# type -> (socket inputs [(name, type)], outputs [(name, type)]), in definition order.
+NODE_TYPES = {
+    "CheckpointLoaderSimple": ([], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+    "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")]),
+    "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
+    "CLIPTextEncode": ([("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")]),
+    "SaveImage": ([("images", "IMAGE")], []),
+    "PreviewImage": ([("images", "IMAGE")], []),
+    "MaskToImage": ([("mask", "MASK")], [("IMAGE", "IMAGE")]),
+    "ImageBlend": ([("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")]),
+    "DisableNoise": ([], [("NOISE", "NOISE")]),
+    "SamplerCustomAdvanced": ([("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
+                               ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
+                              [("output", "LATENT"), ("denoised_output", "LATENT")]),
+    "LEditsPPInversion": ([("model", "MODEL"), ("latent", "LATENT"), ("positive", "CONDITIONING"),
+                           ("negative", "CONDITIONING"), ("sigmas", "SIGMAS")],
+                          [("inversion", "LEDITS_INVERSION"), ("noisy_latent", "LATENT"), ("sigmas", "SIGMAS")]),
+    "LEditsPPEditConcept": ([("clip", "CLIP"), ("mask", "MASK"), ("concepts", "LEDITS_CONCEPTS")],
+                            [("concepts", "LEDITS_CONCEPTS")]),
+    "LEditsPPAttentionCapture": ([("model", "MODEL")], [("model", "MODEL")]),
+    "LEditsPPMaskFromAttention": ([("attention", "LEDITS_ATTENTION")], [("mask", "MASK"), ("heatmap", "IMAGE")]),
+    "LEditsPPGuidedEdit": ([("model", "MODEL"), ("inversion", "LEDITS_INVERSION"), ("concepts", "LEDITS_CONCEPTS"),
+                            ("positive", "CONDITIONING"), ("negative", "CONDITIONING")],
+                           [("latent", "LATENT"), ("masks", "MASK"), ("attention", "LEDITS_ATTENTION")]),
+    "LEditsPPGuider": ([("model", "MODEL"), ("inversion", "LEDITS_INVERSION"), ("concepts", "LEDITS_CONCEPTS"),
+                        ("positive", "CONDITIONING"), ("negative", "CONDITIONING")], [("guider", "GUIDER")]),
+    "LEditsPPSampler": ([("inversion", "LEDITS_INVERSION")], [("sampler", "SAMPLER")]),
+    "Note": ([], []),
+}
+UI_ONLY = {"Note"}
+
+# Group colours as the front end offers them.
+COLORS = {"load": "#3f789e", "invert": "#8A8", "concepts": "#a1309b", "edit": "#b58b2a", "out": "#88A"}
+
+
+def default_size(kind, widgets):
+    ins, outs = NODE_TYPES[kind]
+    if kind in ("LoadImage",):
+        return [320, 330]
+    if kind in ("SaveImage", "PreviewImage"):
+        return [340, 300]
+    if kind == "Note":
+        return [420, 360]
+    return [320, 46 + 22 * max(len(ins), len(outs)) + 26 * len(widgets)]
+
+
+class Workflow:
+    def __init__(self, name, title, description):
+        self.name, self.title, self.description = name, title, description
+        self.nodes, self.links, self.groups = {}, [], []
+
+    def node(self, node_id, kind, pos, widgets=(), title=None, size=None, color=None):
+        ins, outs = NODE_TYPES[kind]
+        node = {
+            "id": node_id, "type": kind, "pos": list(pos), "size": list(size or default_size(kind, widgets)),
+            "flags": {}, "order": 0, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in ins],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outs)],
+            "properties": {} if kind in UI_ONLY else {
+                "Node name for S&R": kind,
+                "cnr_id": PACK_ID if kind.startswith("LEditsPP") else "comfy-core",
+                "ver": PACK_VERSION if kind.startswith("LEditsPP") else CORE_VERSION},
+            "widgets_values": list(widgets),
+        }
+        if not ins:
+            del node["inputs"]
+        if kind == "Note":
+            del node["outputs"]
+            node["properties"] = {"text": ""}
+            color = color or ("#432", "#653")
+        if title:
+            node["title"] = title
+        if color:
+            node["color"], node["bgcolor"] = color
+        self.nodes[node_id] = node
+        return node_id
+
+    def link(self, src, src_slot, dst, dst_input):
+        src_node, dst_node = self.nodes[src], self.nodes[dst]
+        out = src_node["outputs"][src_slot]
+        slot = next(i for i, inp in enumerate(dst_node["inputs"]) if inp["name"] == dst_input)
+        assert dst_node["inputs"][slot]["link"] is None, (dst, dst_input)
+        assert dst_node["inputs"][slot]["type"] == out["type"], (src, src_slot, dst, dst_input)
+        link_id = len(self.links) + 1
+        self.links.append([link_id, src, src_slot, dst, slot, out["type"]])
+        out["links"].append(link_id)
+        dst_node["inputs"][slot]["link"] = link_id
+
+    def group(self, title, members, color):
+        xs, ys, xe, ye = [], [], [], []
+        for m in members:
+            n = self.nodes[m]
+            xs.append(n["pos"][0])
+            ys.append(n["pos"][1] - 30)                       # the title bar sits above pos
+            xe.append(n["pos"][0] + n["size"][0])
+            ye.append(n["pos"][1] + n["size"][1])
+        x, y = min(xs) - 15, min(ys) - 50
+        self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": [x, y, max(xe) + 15 - x,
+                            max(ye) + 15 - y], "color": color, "font_size": 24, "flags": {}})
+
+    def _order(self):
+        deps = {i: set() for i in self.nodes}
+        for _, src, _, dst, _, _ in self.links:
+            deps[dst].add(src)
+        order, done = [], set()
+        while len(order) < len(self.nodes):
+            ready = sorted(i for i in self.nodes if i not in done and deps[i] <= done)
+            order += ready
+            done.update(ready)
+        for k, i in enumerate(order):
+            self.nodes[i]["order"] = k
+
+    def to_json(self):
+        self._order()
+        for node in self.nodes.values():
+            for out in node.get("outputs", []):
+                if not out["links"]:
+                    out["links"] = None if node["type"].startswith("LEditsPP") else []
+        return {
+            "last_node_id": max(self.nodes), "last_link_id": len(self.links),
+            "nodes": [self.nodes[i] for i in sorted(self.nodes)], "links": self.links, "groups": self.groups,
+            "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [40, 40]}}, "version": 0.4,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared pieces. Widget values are positional, in the node's input order (see /object_info).
+# LEditsPPInversion: steps, skip, seed, <control_after_generate>, schedule, source_cfg, batch_steps
+# LEditsPPEditConcept: text, scale, threshold, reverse, warmup, cooldown, mask_type
+# LEditsPPGuidedEdit / LEditsPPGuider: cfg, guidance_rescale
+
+SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
+SDXL_CKPT = "sd_xl_base_1.0.safetensors"
+IMAGE = "example.png"
+
+INVERSION = [30, 0.15, 0, "fixed", "exact", 3.5, 1]
+CONCEPT_ADD = ["glasses", 7.0, 0.9, False, 0, 10000, "intersect"]
+CONCEPT_REMOVE = ["cat", 5.0, 0.9, True, 0, 10000, "intersect"]
+EDIT = [7.5, 0.0]
+
+
+def loader_block(wf, ckpt, negative=True):
+    """1 checkpoint, 2 image, 3 VAE Encode, 4 empty prompt (unconditional)."""
+    wf.node(1, "CheckpointLoaderSimple", (40, 440), [ckpt])
+    wf.node(2, "LoadImage", (40, 620), [IMAGE, "image"])
+    wf.node(3, "VAEEncode", (400, 700))
+    wf.link(2, 0, 3, "pixels")
+    wf.link(1, 2, 3, "vae")
+    members = [1, 2, 3]
+    if negative:
+        wf.node(4, "CLIPTextEncode", (400, 440), [""], title="Unconditional (empty prompt)", size=[320, 180])
+        wf.link(1, 1, 4, "clip")
+        members.append(4)
+    wf.group("1. Load checkpoint and image", members, COLORS["load"])
+
+
+def inversion_block(wf, model_src=(1, 0), negative=True):
+    wf.node(5, "LEditsPPInversion", (790, 440), INVERSION, size=[340, 300])
+    wf.link(*model_src, 5, "model")
+    wf.link(3, 0, 5, "latent")
+    if negative:
+        wf.link(4, 0, 5, "negative")
+    wf.group("2. Invert once", [5], COLORS["invert"])
+
+
+def concept_block(wf, concepts, y=860):
+    previous = None
+    ids = []
+    for k, values in enumerate(concepts):
+        node_id = 6 + k
+        title = ("LEDITS++ Edit Concept (remove)" if values[3] else "LEDITS++ Edit Concept (add)")
+        wf.node(node_id, "LEditsPPEditConcept", (790, y + 300 * k), values, title=title, size=[340, 250])
+        wf.link(1, 1, node_id, "clip")
+        if previous:
+            wf.link(previous, 0, node_id, "concepts")
+        previous = node_id
+        ids.append(node_id)
+    wf.group("3. Edit concepts (chain as many as you like)", ids, COLORS["concepts"])
+    return previous
+
+
+def note(wf, text, pos=(40, 20), size=(700, 330)):
+    wf.node(99, "Note", pos, [text.strip()], title="How to use this workflow", size=list(size))
+
+
+COMMON_TIPS = """
+Tips: 20-50 steps; skip 0.1-0.2 (higher keeps more of the photo). Edit scale 5-10 for objects, up
+to 15 for large changes; threshold 0.9 edits about 10 % of the image (objects), 0.5 or lower for
+style. Change only the concepts and re-queue: the inversion is cached and not re-run.
+Resize big photos first (sides multiple of 8).
+"""
+
+
+def edit_workflow(name, ckpt, sdxl):
+    size = "1024x1024" if sdxl else "512x512"
+    wf = Workflow(name, f"LEDITS++ edit ({'SDXL' if sdxl else 'SD1.5'})",
+                  f"Invert a photo once, then add one concept and remove another with LEDITS++ "
+                  f"semantic guidance on {'SDXL' if sdxl else 'SD1.5'}; previews the per-concept masks.")
+    loader_block(wf, ckpt, negative=not sdxl)
+    inversion_block(wf, negative=not sdxl)
+    last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE])
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
+    wf.link(1, 0, 8, "model")
+    wf.link(5, 0, 8, "inversion")
+    wf.link(last, 0, 8, "concepts")
+    wf.node(9, "VAEDecode", (1600, 440))
+    wf.link(8, 0, 9, "samples")
+    wf.link(1, 2, 9, "vae")
+    wf.node(10, "SaveImage", (1600, 580), ["ledits_edit"], size=[400, 420])
+    wf.link(9, 0, 10, "images")
+    wf.node(11, "MaskToImage", (1200, 700))
+    wf.link(8, 1, 11, "mask")
+    wf.node(12, "PreviewImage", (1200, 820), title="Concept masks (one per concept)", size=[340, 320])
+    wf.link(11, 0, 12, "images")
+    wf.group("4. Edit, decode, save", [8, 9, 10, 11, 12], COLORS["edit"])
+    if sdxl:
+        extra = """
+SDXL: the concepts are encoded with both SDXL text encoders (the checkpoint's CLIP). The
+unconditional input is left unconnected on purpose: the pack then uses zero conditioning, as the
+diffusers SDXL pipeline does. The size conditioning (width/height) is taken from the latent, so
+non-square images (e.g. 1216x832) need no extra node; you may connect a CLIP Text Encode (SDXL)
+with the image's size to `negative` of both Inversion and Guided Edit instead."""
+    else:
+        extra = """
+The empty-prompt CLIP Text Encode is the unconditional input used by both inversion and edit."""
+    note(wf, f"""
+LEDITS++ edit ({'SDXL' if sdxl else 'SD1.5'}): change a real photo by adding and removing concepts.
+
+1. Pick your {'SDXL' if sdxl else 'SD1.5'} checkpoint ({ckpt}) and load a photo (about {size}).
+2. LEDITS++ Inversion inverts the photo exactly once (30 steps, skip 0.15).
+3. Each Edit Concept is one instruction: "glasses" is added, "cat" is removed (reverse = remove).
+   Chain more concepts through their `concepts` input.
+4. Guided Edit replays the inversion with the concepts applied inside their own masks; the edited
+   image is saved, and the mask of each concept is previewed (white = edited).
+{extra}
+{COMMON_TIPS}""")
+    return wf
+
+
+def custom_sampler_workflow():
+    wf = Workflow("ledits_custom_sampler", "LEDITS++ with SamplerCustomAdvanced",
+                  "The LEDITS++ edit as a GUIDER + SAMPLER pair for SamplerCustomAdvanced (DisableNoise, "
+                  "the inversion's sigmas and noisy latent).")
+    loader_block(wf, SD15_CKPT)
+    inversion_block(wf)
+    last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE])
+    wf.node(8, "LEditsPPGuider", (1200, 440), EDIT, size=[340, 190])
+    wf.link(1, 0, 8, "model")
+    wf.link(5, 0, 8, "inversion")
+    wf.link(last, 0, 8, "concepts")
+    wf.node(13, "LEditsPPSampler", (1200, 680), size=[340, 70])
+    wf.link(5, 0, 13, "inversion")
+    wf.node(14, "DisableNoise", (1200, 800), size=[340, 60])
+    wf.node(15, "SamplerCustomAdvanced", (1600, 440), size=[360, 330])
+    wf.link(14, 0, 15, "noise")
+    wf.link(8, 0, 15, "guider")
+    wf.link(13, 0, 15, "sampler")
+    wf.link(5, 2, 15, "sigmas")
+    wf.link(5, 1, 15, "latent_image")
+    wf.group("4. Guider + sampler", [8, 13, 14], COLORS["edit"])
+    wf.node(9, "VAEDecode", (2020, 440))
+    wf.link(15, 0, 9, "samples")
+    wf.link(1, 2, 9, "vae")
+    wf.node(10, "SaveImage", (2020, 580), ["ledits_custom_sampler"], size=[400, 420])
+    wf.link(9, 0, 10, "images")
+    wf.group("5. Sample, decode, save", [15, 9, 10], COLORS["out"])
+    note(wf, f"""
+LEDITS++ through SamplerCustomAdvanced: the same edit as Guided Edit, split into ComfyUI's custom
+sampling pieces so you can swap them or insert your own nodes.
+
+- LEDITS++ Guider: the edit (concepts, optional target prompt) as a GUIDER.
+- LEDITS++ Sampler: replays the inversion's stored noise (DPM-Solver++ 2M SDE).
+- DisableNoise: the start latent is the inversion's noisy_latent, so no extra noise is added.
+- sigmas and latent_image come from the Inversion's `sigmas` and `noisy_latent` outputs.
+Keep these four connections as shown; any other noise, sampler or schedule breaks the exact replay.
+{COMMON_TIPS}""")
+    return wf
+
+
+def attention_masks_workflow():
+    wf = Workflow("ledits_attention_masks", "LEDITS++ text-driven masks",
+                  "Attention Capture + Guided Edit + Mask From Attention: a MASK and a heat-map for any word, "
+                  "e.g. to feed inpainting or compositing.")
+    loader_block(wf, SD15_CKPT)
+    inversion_block(wf)
+    wf.node(16, "LEditsPPAttentionCapture", (790, 860), ["latent/4", False], size=[340, 110])
+    wf.link(1, 0, 16, "model")
+    concept = ["cat", 5.0, 0.85, False, 0, 10000, "attention"]
+    wf.node(6, "LEditsPPEditConcept", (790, 1040), concept, title="Word to mask", size=[340, 250])
+    wf.link(1, 1, 6, "clip")
+    wf.group("3. What to find", [16, 6], COLORS["concepts"])
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
+    wf.link(16, 0, 8, "model")
+    wf.link(5, 0, 8, "inversion")
+    wf.link(6, 0, 8, "concepts")
+    wf.node(17, "LEditsPPMaskFromAttention", (1200, 700), [0, -1, -1.0, True, "image"], size=[340, 200])
+    wf.link(8, 2, 17, "attention")
+    wf.group("4. Record and turn into a mask", [8, 17], COLORS["edit"])
+    wf.node(18, "PreviewImage", (1600, 440), title="Attention heat-map", size=[340, 320])
+    wf.link(17, 1, 18, "images")
+    wf.node(11, "MaskToImage", (1600, 820))
+    wf.link(17, 0, 11, "mask")
+    wf.node(10, "SaveImage", (1600, 940), ["ledits_mask"], title="Binary mask (saved)", size=[340, 320])
+    wf.link(11, 0, 10, "images")
+    wf.group("5. Heat-map and mask", [18, 11, 10], COLORS["out"])
+    note(wf, f"""
+LEDITS++ text-driven masks: where in the photo does the model "see" a word?
+
+1. Load a checkpoint and a photo; the photo is inverted once.
+2. Type the word in "Word to mask" (mask_type "attention" uses the cross-attention map alone).
+3. Attention Capture records that word's cross-attention at latent/4 during the Guided Edit replay.
+4. Mask From Attention turns it into a heat-map (previewed) and a binary MASK (saved as an image):
+   concept 0 = the first concept, step -1 = the last step, threshold -1 = the concept's own
+   threshold (0.85 keeps the top 15 %).
+Connect the MASK output to an inpainting or compositing graph (e.g. VAE Encode (for Inpainting),
+Set Latent Noise Mask, ImageCompositeMasked). The edited latent is not needed here.
+""")
+    return wf
+
+
+def reconstruct_workflow():
+    wf = Workflow("ledits_reconstruct", "LEDITS++ exact reconstruction check",
+                  "Inversion and replay with no concept: the output equals the VAE round trip of the input "
+                  "(difference image black).")
+    loader_block(wf, SD15_CKPT)
+    inversion_block(wf)
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
+    wf.link(1, 0, 8, "model")
+    wf.link(5, 0, 8, "inversion")
+    wf.node(9, "VAEDecode", (1600, 440))
+    wf.link(8, 0, 9, "samples")
+    wf.link(1, 2, 9, "vae")
+    wf.node(10, "SaveImage", (1600, 580), ["ledits_reconstruct"], title="Replay (no concepts)", size=[360, 360])
+    wf.link(9, 0, 10, "images")
+    wf.group("3. Replay without concepts", [8, 9, 10], COLORS["edit"])
+    wf.node(19, "VAEDecode", (2020, 440), title="VAE round trip of the input")
+    wf.link(3, 0, 19, "samples")
+    wf.link(1, 2, 19, "vae")
+    wf.node(20, "ImageBlend", (2020, 580), [1.0, "difference"], title="Difference (black = exact)",
+            size=[320, 130])
+    wf.link(9, 0, 20, "image1")
+    wf.link(19, 0, 20, "image2")
+    wf.node(21, "PreviewImage", (2020, 760), title="Difference", size=[340, 320])
+    wf.link(20, 0, 21, "images")
+    wf.group("4. Compare", [19, 20, 21], COLORS["out"])
+    note(wf, """
+LEDITS++ exactness check: run it on your own checkpoint and photo.
+
+The photo is inverted and replayed with no edit concept. With schedule "exact" and batch_steps 1,
+the replay returns the encoded photo exactly: the saved image equals the VAE round trip of the
+input, and the difference preview is black. If it is not, the checkpoint or a patch on the model
+changes the model between inversion and replay (e.g. a LoRA applied to only one of them).
+
+Schedule "diffusers" ends at sigma 0 like the diffusers pipeline and is close but not exact.
+""")
+    return wf
+
+
+WORKFLOWS = [
+    edit_workflow("ledits_edit_sd15", SD15_CKPT, sdxl=False),
+    edit_workflow("ledits_edit_sdxl", SDXL_CKPT, sdxl=True),
+    custom_sampler_workflow(),
+    attention_masks_workflow(),
+    reconstruct_workflow(),
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Thumbnails: a diagram of the graph itself (node boxes at their positions, links, groups), drawn
+# with Pillow. They show the structure, not a result image.
+
+TYPE_COLORS = {"MODEL": (180, 160, 255), "CLIP": (255, 210, 80), "VAE": (255, 110, 110),
+               "LATENT": (255, 150, 220), "IMAGE": (100, 180, 255), "MASK": (120, 220, 160),
+               "CONDITIONING": (255, 170, 60), "SIGMAS": (200, 200, 200), "NOISE": (200, 200, 200),
+               "GUIDER": (160, 255, 250), "SAMPLER": (220, 220, 130)}
+
+
+def _font(size):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:                                   # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _fit(draw, text, width, font):
+    while text and draw.textlength(text, font=font) > width:
+        text = text[:-1]
+    return text
+
+
+def thumbnail(wf, path, size=(640, 400)):
+    from PIL import Image, ImageDraw
+    data = wf.to_json()
+    nodes = [n for n in data["nodes"] if n["type"] != "Note"]
+    x0 = min(min(n["pos"][0] for n in nodes), min(g["bounding"][0] for g in data["groups"])) - 20
+    y0 = min(min(n["pos"][1] - 30 for n in nodes), min(g["bounding"][1] for g in data["groups"])) - 20
+    x1 = max(max(n["pos"][0] + n["size"][0] for n in nodes), max(g["bounding"][0] + g["bounding"][2]
+                                                                     for g in data["groups"])) + 20
+    y1 = max(max(n["pos"][1] + n["size"][1] for n in nodes), max(g["bounding"][1] + g["bounding"][3]
+                                                                     for g in data["groups"])) + 20
+    header = 56
+    scale = min(size[0] / (x1 - x0), (size[1] - header) / (y1 - y0))
+    img = Image.new("RGB", size, (32, 33, 36))
+    draw = ImageDraw.Draw(img)
+
+    def tx(x, y):
+        return ((x - x0) * scale, header + (y - y0) * scale)
+
+    for g in data["groups"]:
+        x, y, w, h = g["bounding"]
+        c = g["color"].lstrip("#")
+        c = tuple(int(c[i] * 2, 16) for i in range(3)) if len(c) == 3 else tuple(int(c[i:i + 2], 16)
+                                                                                  for i in (0, 2, 4))
+        draw.rectangle([tx(x, y), tx(x + w, y + h)], fill=tuple(v // 3 for v in c), outline=c)
+        gx, gy = tx(x + 8, y + 6)
+        draw.text((gx, gy), _fit(draw, g["title"], w * scale - 12, _font(10)), fill=c, font=_font(10))
+    by_id = {n["id"]: n for n in nodes}
+
+    def slot_y(node, i):
+        return node["pos"][1] + 14 + 22 * i
+
+    for _, src, s_slot, dst, d_slot, kind in data["links"]:
+        a, b = by_id[src], by_id[dst]
+        p0 = tx(a["pos"][0] + a["size"][0], slot_y(a, s_slot))
+        p3 = tx(b["pos"][0], slot_y(b, d_slot))
+        dx = max(20.0, (p3[0] - p0[0]) / 2)
+        pts = []
+        for k in range(21):
+            t = k / 20
+            u = 1 - t
+            pts.append((u ** 3 * p0[0] + 3 * u * u * t * (p0[0] + dx) + 3 * u * t * t * (p3[0] - dx) + t ** 3 * p3[0],
+                        u ** 3 * p0[1] + 3 * u * u * t * p0[1] + 3 * u * t * t * p3[1] + t ** 3 * p3[1]))
+        draw.line(pts, fill=TYPE_COLORS.get(kind, (230, 230, 230)), width=2)
+    small = _font(10)
+    for n in nodes:
+        x, y = n["pos"]
+        w, h = n["size"]
+        ours = n["type"].startswith("LEditsPP")
+        body, bar = ((60, 44, 84), (140, 90, 200)) if ours else ((53, 53, 53), (80, 80, 80))
+        draw.rectangle([tx(x, y - 30), tx(x + w, y + h)], fill=body, outline=bar)
+        draw.rectangle([tx(x, y - 30), tx(x + w, y)], fill=bar)
+        label = n.get("title") or n["type"].replace("LEditsPP", "LEDITS++ ")
+        px, py = tx(x + 6, y - 27)
+        draw.text((px, py), _fit(draw, label, w * scale - 4, small), fill=(240, 240, 240), font=small)
+        if n["type"] == "LEditsPPEditConcept":
+            sign = "- " if n["widgets_values"][3] else "+ "
+            draw.text(tx(x + 10, y + 40), sign + n["widgets_values"][0], fill=(255, 230, 120), font=_font(16))
+    draw.rectangle([0, 0, size[0], header - 8], fill=(20, 20, 24))
+    draw.text((12, 8), wf.title, fill=(255, 255, 255), font=_font(20))
+    draw.text((12, 32), "graph diagram (ComfyUI LEDITS++ pack)", fill=(170, 170, 180), font=_font(12))
+    img.save(path, "JPEG", quality=85, optimize=True)
+
+
+def main():
+    OUT.mkdir(exist_ok=True)
+    for wf in WORKFLOWS:
+        (OUT / f"{wf.name}.json").write_text(json.dumps(wf.to_json(), indent=2) + "\n")
+        thumbnail(wf, OUT / f"{wf.name}.jpg")
+    for wf in WORKFLOWS:
+        print(f"{wf.name}: {len(wf.nodes)} nodes, {len(wf.links)} links, "
+              f"thumbnail {(OUT / (wf.name + '.jpg')).stat().st_size // 1024} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
