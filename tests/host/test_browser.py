@@ -1,0 +1,479 @@
+"""The pack in a real browser: Debian's chromium driven by Playwright against the real ComfyUI server
+(the `server` fixture) -- workflows load through the front end, an edit runs, the mask previews and the
+per-step scrubber appear and react to the slider (compared in pixels), a node help page opens.
+
+Skips with one loud line when chromium or the playwright package is missing (never downloads a browser).
+Screenshots and the browser console go to test-artifacts/browser-<ComfyUI version>/.
+"""
+import json
+import os
+import pathlib
+import random
+import shutil
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / "workflows"
+EXTENSION = "ledits_pp.previews"
+EDIT_NODE = "LEditsPPGuidedEdit"
+MASK_NODE = "LEditsPPMaskFromAttention"
+PACK_PREFIX = "LEditsPP"
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1600, "height": 1000}
+RUN_TIMEOUT_S = 600
+# console lines the front end prints on an offline CPU host (host_testing.md §9); ours never match these
+NOISE = ("favicon", "user.css", "comfy.templates.json", "api.comfy.org", "huggingface.co", "Content Security Policy",
+         "Failed to load resource", "graph accessed before initialization", "reading 'id'")
+
+
+def _chromium():
+    for candidate in (os.environ.get("LEDITS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and pathlib.Path(candidate).exists():
+            return candidate
+    return None
+
+
+def _mentions_pack(text):
+    low = text.lower()
+    return "ledits" in low or EXTENSION in low
+
+
+class Browser:
+    """One page on the server's front end, with console capture and artifact helpers."""
+
+    def __init__(self, page, server, artifacts):
+        self.page, self.server, self.artifacts = page, server, artifacts
+        self.console = []
+        page.on("console", lambda m: self.console.append((m.type, m.text, (m.location or {}).get("url", ""))))
+        page.on("pageerror", lambda e: self.console.append(("pageerror", str(e), getattr(e, "stack", "") or "")))
+
+    def js(self, expression, arg=None):
+        return self.page.evaluate(expression, arg)
+
+    def shot(self, name, clip=None):
+        path = self.artifacts / f"{name}.png"
+        self.page.screenshot(path=str(path), clip=clip)
+        return path
+
+    def pack_errors(self, since=0):
+        """Console errors/warnings raised by this pack's extension or mentioning it."""
+        return [(kind, text, where) for kind, text, where in self.console[since:]
+                if kind in ("error", "pageerror", "warning") and (_mentions_pack(text) or _mentions_pack(where))
+                and not any(n in text for n in NOISE)]
+
+    def load_ui_workflow(self, workflow, name):
+        self.js("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name); }", [workflow, name])
+        self.page.wait_for_timeout(300)
+
+    def load_api_prompt(self, api, name):
+        self.js("async ([api, name]) => { await app.loadApiJson(api, name); }", [api, name])
+        self.page.wait_for_timeout(300)
+
+    def frame_node(self, node_type, left=460, top=150):
+        """Zoom 1, the node's top-left at (left, top) of the canvas; returns its screen box."""
+        return self.js("""([type, left, top]) => {
+            const n = app.graph.nodes.find(n => n.type === type);
+            const ds = app.canvas.ds;
+            ds.scale = 1; ds.offset[0] = -n.pos[0] + left; ds.offset[1] = -n.pos[1] + top;
+            app.canvas.setDirty(true, true);
+            const r = app.canvas.canvas.getBoundingClientRect();
+            const title = (window.LiteGraph || {}).NODE_TITLE_HEIGHT || 30;
+            return {x: r.left + left, y: r.top + top - title, width: n.size[0], height: n.size[1] + title,
+                    canvasLeft: r.left, canvasTop: r.top, title};
+        }""", [node_type, left, top])
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    chromium = _chromium()
+    if chromium is None:
+        pytest.skip("BROWSER TESTS SKIPPED: no chromium found (apt-get install chromium; or set LEDITS_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("BROWSER TESTS SKIPPED: the playwright Python package is missing from this host's venv "
+                    "(pip install playwright; never run `playwright install`, the system chromium is used)")
+    version = server.get_json("/system_stats")["system"].get("comfyui_version", "unknown")
+    artifacts = REPO / "test-artifacts" / f"browser-{version}"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for setting, value in (("Comfy.TutorialCompleted", True), ("Comfy.Minimap.Visible", False)):
+        server.request(f"/settings/{setting}", value)
+    started = time.monotonic()
+    with sync_playwright() as playwright:
+        chrome = playwright.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        try:
+            context = chrome.new_context(viewport=VIEWPORT, device_scale_factor=1)
+            local = server.url
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local)
+                          else route.abort())
+            page = context.new_page()
+            b = Browser(page, server, artifacts)
+            page.goto(server.url)
+            page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=60000)
+            page.keyboard.press("Escape")
+            page.wait_for_function("app.extensions && app.extensions.length > 0", timeout=30000)
+            b.version = version
+            b.ready_s = time.monotonic() - started
+            yield b
+        finally:
+            (artifacts / "console.log").write_text("\n".join(f"{k}: {t} [{w}]" for k, t, w in b.console))
+            chrome.close()
+
+
+@pytest.fixture(scope="module")
+def object_info(server):
+    return server.get_json("/object_info")
+
+
+def test_extension_loaded_and_help_pages_served(browser, object_info):
+    names = browser.js("app.extensions.map(e => e.name)")
+    assert names.count(EXTENSION) == 1, f"extension {EXTENSION} registered {names.count(EXTENSION)} times"
+    scripts = [s for s in browser.server.get_json("/extensions") if s.endswith("/js/ledits_pp.js")]
+    assert len(scripts) == 1, scripts
+    pack_nodes = [n for n in object_info if n.startswith(PACK_PREFIX)]
+    assert len(pack_nodes) == 7, pack_nodes
+    for node_id in pack_nodes:
+        folder = object_info[node_id]["python_module"].split(".")[1]
+        status, body = browser.server.request(f"/extensions/{folder}/docs/{node_id}.md")
+        assert status == 200 and body.strip(), f"help page of {node_id} not served ({status})"
+    assert not browser.pack_errors(), browser.pack_errors()
+
+
+def _widget_problems(browser, object_info):
+    """Missing node types and invalid widget values of the pack's nodes in the loaded graph."""
+    nodes = browser.js("""() => app.graph.nodes.map(n => ({id: n.id, type: n.type, virtual: !!n.isVirtualNode,
+        errors: !!n.has_errors, widgets: (n.widgets || []).map(w => [w.name, w.type, w.value])}))""")
+    problems = []
+    for node in nodes:
+        if node["virtual"]:
+            continue
+        info = object_info.get(node["type"])
+        if info is None:
+            problems.append(f"node {node['id']}: missing node type {node['type']!r}")
+            continue
+        if not node["type"].startswith(PACK_PREFIX):
+            continue      # core loaders flag model/image files this server lacks: expected here
+        if node["errors"]:
+            problems.append(f"node {node['id']}: the front end flags {node['type']} with errors")
+        spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        for name, kind, value in node["widgets"]:
+            if name not in spec:
+                continue
+            type_name, options = spec[name][0], (spec[name][1] if len(spec[name]) > 1 else {})
+            if isinstance(type_name, list) or type_name == "COMBO":
+                choices = type_name if isinstance(type_name, list) else options.get("options", [])
+                if value not in choices:
+                    problems.append(f"node {node['id']} {node['type']}.{name}: {value!r} not in {choices}")
+            elif type_name in ("INT", "FLOAT"):
+                ok = isinstance(value, (int, float)) and options.get("min", -1e308) <= value <= options.get("max", 1e308)
+                if not ok:
+                    problems.append(f"node {node['id']} {node['type']}.{name}: {value!r} outside the input's range")
+            elif value is None:
+                problems.append(f"node {node['id']} {node['type']}.{name}: no value")
+    return problems
+
+
+def _workflow_files():
+    return sorted(WORKFLOWS.glob("*.json")) if WORKFLOWS.is_dir() else []
+
+
+def test_workflows_load_in_the_front_end(browser, object_info):
+    files = _workflow_files()
+    if not files:
+        pytest.skip(f"no workflows in {WORKFLOWS} yet: nothing to load")
+    report = []
+    for path in files:
+        data = json.loads(path.read_text())
+        since = len(browser.console)
+        if "nodes" in data:
+            browser.load_ui_workflow(data, path.name)
+        else:
+            browser.load_api_prompt(data, path.name)
+        problems = _widget_problems(browser, object_info)
+        prompt = browser.js("async () => (await app.graphToPrompt()).output")
+        kinds = {node["class_type"] for node in prompt.values()}
+        browser.js("() => { app.canvas.setDirty(true, true); }")
+        browser.shot("workflow_" + path.stem)
+        errors = browser.pack_errors(since)
+        report.append((path.name, problems, errors))
+        assert any(k.startswith(PACK_PREFIX) for k in kinds), f"{path.name}: no LEDITS++ node in the API prompt"
+    bad = [r for r in report if r[1] or r[2]]
+    assert not bad, "\n".join(f"{name}: {problems} {errors}" for name, problems, errors in bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# the edit run
+# ---------------------------------------------------------------------------------------------
+def _input_image(server, name="ledits_browser.png", size=256):
+    """A structured test picture (bands and a disc) so the latent preview shows shapes."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+    y, x = np.mgrid[0:size, 0:size] / size
+    pixels = np.stack([0.3 + 0.5 * x, 0.4 + 0.3 * y, 0.7 - 0.4 * x * y], -1)
+    image = Image.fromarray((pixels * 255).astype("uint8"))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([size * 0.3, size * 0.25, size * 0.7, size * 0.65], fill=(200, 60, 40))
+    draw.rectangle([size * 0.1, size * 0.75, size * 0.9, size * 0.85], fill=(30, 30, 160))
+    image.save(server.base / "input" / name)
+    return name
+
+
+def _built_edit_prompt(ckpt, image):
+    """API prompt of an SD1.5 edit: load image -> VAE encode -> inversion -> two concepts -> Guided Edit ->
+    VAE decode/save; the edit's attention -> Mask From Attention -> preview of its heat-map."""
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}},
+        "5": {"class_type": "LEditsPPInversion", "inputs": {
+            "model": ["1", 0], "latent": ["4", 0], "steps": 4, "skip": 0.15, "seed": 0, "schedule": "exact",
+            "source_cfg": 3.5, "negative": ["2", 0]}},
+        "6": {"class_type": "LEditsPPEditConcept", "inputs": {
+            "clip": ["1", 1], "text": "glasses", "scale": 5.0, "threshold": 0.7, "reverse": False, "warmup": 1,
+            "cooldown": 10000, "mask_type": "attention"}},
+        "7": {"class_type": "LEditsPPEditConcept", "inputs": {
+            "clip": ["1", 1], "text": "a cat", "scale": 4.0, "threshold": 0.8, "reverse": True, "warmup": 0,
+            "cooldown": 10000, "mask_type": "attention", "concepts": ["6", 0]}},
+        "8": {"class_type": EDIT_NODE, "inputs": {
+            "model": ["1", 0], "inversion": ["5", 0], "concepts": ["7", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "ledits_browser"}},
+    }
+
+
+def _tiny_edit_prompt(browser, ckpt, image):
+    """The SD1.5 edit workflow (workflows/ledits_edit_sd15.json when it exists) made tiny: tiny checkpoint,
+    a 256 px input, 4 steps, a fresh seed (so nothing is served from the cache), warmup 1 on the first
+    concept (its mask forms after step 1), plus a Mask From Attention node when the workflow has none."""
+    path = WORKFLOWS / "ledits_edit_sd15.json"
+    source = "built in the test"
+    api = None
+    if path.is_file():
+        data = json.loads(path.read_text())
+        if "nodes" in data:
+            browser.load_ui_workflow(data, path.name)
+            api = browser.js("async () => (await app.graphToPrompt()).output")
+        else:
+            api = data
+        source = str(path.relative_to(REPO))
+        if not any(n["class_type"] == EDIT_NODE for n in api.values()):
+            api, source = None, "built in the test (the workflow has no Guided Edit)"
+    if api is None:
+        api = _built_edit_prompt(ckpt, image)
+    seed = random.Random(time.time_ns()).randrange(1, 10**6)
+    concepts = []
+    for node in api.values():
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "CheckpointLoaderSimple":
+            inputs["ckpt_name"] = ckpt
+        elif kind == "LoadImage":
+            inputs["image"] = image
+        elif kind in ("EmptyLatentImage", "EmptySD3LatentImage"):
+            inputs.update(width=256, height=256, batch_size=1)
+        elif kind == "LEditsPPInversion":
+            inputs.update(steps=4, seed=seed, batch_steps=1)
+        elif kind == "LEditsPPEditConcept":
+            # a random tiny model's attention is noise: attention masks at 0.7 keep them visible
+            inputs.update(mask_type="attention", threshold=0.7)
+            concepts.append(inputs)
+    if concepts:
+        chain_start = [c for c in concepts if "concepts" not in c] or concepts
+        chain_start[0]["warmup"] = 1
+    edit_id = next(i for i, n in api.items() if n["class_type"] == EDIT_NODE)
+    if not any(n["class_type"] == MASK_NODE for n in api.values()):
+        api["90"] = {"class_type": MASK_NODE, "inputs": {
+            "attention": [edit_id, 2], "concept": -1, "step": -1, "threshold": -1.0, "smoothing": True,
+            "resolution": "image"}}
+        api["91"] = {"class_type": "PreviewImage", "inputs": {"images": ["90", 1]}}
+    return api, source
+
+
+def _wait_history(server, prompt_id, timeout=RUN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = server.get_json(f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            return entry
+        server.assert_alive()
+        time.sleep(0.3)
+    server.interrupt()
+    raise AssertionError(f"prompt {prompt_id} not finished after {timeout} s")
+
+
+def _pixels(path):
+    import numpy as np
+    from PIL import Image
+    return np.asarray(Image.open(path).convert("RGB")).astype("int16")
+
+
+def _slider_point(browser, fraction):
+    """Screen point on the step slider of the framed edit node at `fraction` of its width."""
+    return browser.js("""([type, fraction]) => {
+        const n = app.graph.nodes.find(n => n.type === type);
+        const w = n.widgets.find(w => w.name === 'preview step');
+        const y = (w.last_y ?? w.y) + 10;
+        const margin = 15, width = (w.width ?? n.size[0]) - 2 * margin;
+        const ds = app.canvas.ds, r = app.canvas.canvas.getBoundingClientRect();
+        const x = margin + 3 + fraction * (width - 6);
+        return [r.left + (n.pos[0] + x + ds.offset[0]) * ds.scale, r.top + (n.pos[1] + y + ds.offset[1]) * ds.scale];
+    }""", [EDIT_NODE, fraction])
+
+
+def _scrubber_clip(browser, box):
+    band = browser.js("""(type) => {
+        const n = app.graph.nodes.find(n => n.type === type);
+        const w = n.widgets.find(w => w.name === 'ledits_pp_scrubber');
+        const y = w.last_y ?? w.y;
+        return [y, w.computeSize ? w.computeSize(n.size[0])[1] : 300];
+    }""", EDIT_NODE)
+    return {"x": box["x"], "y": box["y"] + box["title"] + band[0], "width": box["width"], "height": band[1]}
+
+
+def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ckpt):
+    image = _input_image(server)
+    api, source = _tiny_edit_prompt(browser, tiny_ckpt["sd15"], image)
+    print(f"\nedit workflow: {source}")
+    browser.load_api_prompt(api, "ledits_edit_tiny")
+    since = len(browser.console)
+    # queue through the front end (the Run button's code path); seeds stay as set ("fixed")
+    browser.js("""() => { for (const n of app.graph.nodes) for (const w of n.widgets || [])
+        if (w.name === 'control_after_generate' || w.name === 'control_before_generate') w.value = 'fixed'; }""")
+    before = set(server.get_json("/history"))
+    started = time.monotonic()
+    browser.js("async () => { await app.queuePrompt(0, 1); }")
+    deadline = time.monotonic() + 60
+    new = set()
+    while not new and time.monotonic() < deadline:
+        new = set(server.get_json("/history?max_items=5")) - before
+        if not new:
+            queue = server.get_json("/queue")
+            running = queue["queue_running"] + queue["queue_pending"]
+            if running:
+                new = {running[0][1]}
+        time.sleep(0.3)
+    assert new, "the front end did not queue the prompt"
+    entry = _wait_history(server, new.pop())
+    run_s = time.monotonic() - started
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
+    edit_id = next(i for i, n in entry["prompt"][2].items() if n["class_type"] == EDIT_NODE)
+    mask_id = next(i for i, n in entry["prompt"][2].items() if n["class_type"] == MASK_NODE)
+    edit_ui = entry["outputs"][edit_id]
+    assert edit_ui.get("images") and edit_ui.get("ledits_pp_steps"), sorted(edit_ui)
+    payload = edit_ui["ledits_pp_steps"][0]
+    assert payload["total_steps"] == 4 and len(payload["labels"]) >= 1
+    print(f"run {run_s:.1f} s; scrubber payload: {payload['bytes_per_step']} B per step, grid {payload['grid']}, "
+          f"{len(json.dumps(payload))} B as JSON")
+    assert entry["outputs"].get(mask_id, {}).get("images"), "Mask From Attention showed no preview"
+
+    # the front end got the UI outputs: image previews and the scrubber widgets on the edit node
+    browser.page.wait_for_function("""(type) => { const n = app.graph.nodes.find(n => n.type === type);
+        return n && n.__ledits_pp && n.imgs && n.imgs.length > 0 && n.imgs.every(i => i.complete); }""",
+                                   arg=EDIT_NODE, timeout=30000)
+    browser.page.wait_for_function("""(type) => { const n = app.graph.nodes.find(n => n.type === type);
+        return n && n.imgs && n.imgs.length > 0 && n.imgs.every(i => i.complete); }""", arg=MASK_NODE, timeout=30000)
+    widgets = browser.js("""(type) => app.graph.nodes.find(n => n.type === type).widgets.map(w => w.name)""", EDIT_NODE)
+    assert {"preview step", "preview shows", "ledits_pp_scrubber"} <= set(widgets), widgets
+    serialized = browser.js("""(type) => { const n = app.graph.nodes.find(n => n.type === type);
+        return [n.serialize().widgets_values, Object.keys(n.widgets)]; }""", EDIT_NODE)
+    assert len([v for v in serialized[0] if v is not None]) == 2, f"scrubber widgets were serialised: {serialized}"
+
+    box = browser.frame_node(MASK_NODE, left=900, top=150)
+    browser.page.wait_for_timeout(300)
+    browser.shot("mask_from_attention_preview", clip=_pad(box))
+    box = browser.frame_node(EDIT_NODE)
+    browser.page.wait_for_timeout(400)
+    browser.shot("edit_run_canvas")
+    last = browser.shot("guided_edit_step_last", clip=_pad(box))
+    scrub_clip = _scrubber_clip(browser, box)
+    scrub_last = browser.shot("scrubber_step_last", clip=scrub_clip)
+    assert browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE) == 3
+
+    # drag the slider to its left end with the mouse: step 1 (the first concept is still in warmup)
+    x, y = _slider_point(browser, 0.0)
+    browser.page.mouse.click(x, y)
+    browser.page.wait_for_timeout(400)
+    step = browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE)
+    assert step == 0, f"clicking the slider's left end selected step index {step}"
+    first = browser.shot("guided_edit_step_first", clip=_pad(box))
+    scrub_first = browser.shot("scrubber_step_first", clip=scrub_clip)
+    a, b = _pixels(scrub_last), _pixels(scrub_first)
+    changed = float((abs(a - b).sum(-1) > 30).mean())
+    print(f"scrubber pixels changed between step 4 and step 1: {100 * changed:.1f}%")
+    assert changed > 0.01, f"moving the slider changed only {100 * changed:.2f}% of the scrubber's pixels"
+    # and back to the end: the picture returns
+    x, y = _slider_point(browser, 1.0)
+    browser.page.mouse.click(x, y)
+    browser.page.wait_for_timeout(400)
+    again = _pixels(browser.shot("scrubber_step_last_again", clip=scrub_clip))
+    assert float((abs(a - again).sum(-1) > 30).mean()) < 0.002, "the last step does not redraw the same picture"
+
+    # the attention view draws something else again
+    browser.js("""(t) => { const n = app.graph.nodes.find(n => n.type === t);
+        const w = n.widgets.find(w => w.name === 'preview shows'); w.value = 'attention'; w.callback?.('attention'); }""",
+               EDIT_NODE)
+    browser.page.wait_for_timeout(300)
+    attention = _pixels(browser.shot("scrubber_attention_view", clip=scrub_clip))
+    assert float((abs(a - attention).sum(-1) > 30).mean()) > 0.01
+    assert first.exists() and last.exists()
+    assert not browser.pack_errors(since), browser.pack_errors(since)
+
+
+def _pad(box, pad=12):
+    return {"x": max(0, box["x"] - pad), "y": max(0, box["y"] - pad), "width": box["width"] + 2 * pad,
+            "height": min(VIEWPORT["height"] - max(0, box["y"] - pad), box["height"] + 2 * pad)}
+
+
+def test_several_edit_nodes_and_graphs_without_the_pack(browser):
+    """Two Guided Edit nodes get independent scrubbers; a graph without pack nodes is untouched."""
+    since = len(browser.console)
+    browser.js("async () => { await app.loadGraphData(); }")      # the default graph: no pack nodes
+    browser.page.wait_for_timeout(300)
+    types = browser.js("app.graph.nodes.map(n => n.type)")
+    assert types and not any(t.startswith(PACK_PREFIX) for t in types)
+    result = browser.js("""() => {
+        const make = (x) => { const n = LiteGraph.createNode('LEditsPPGuidedEdit'); n.pos = [x, 50]; app.graph.add(n); return n; };
+        const bytes = (steps, concepts, batch, cells, fill) => {
+            const a = new Uint8Array(steps * concepts * batch * 2 * cells).fill(fill);
+            let s = ''; for (const v of a) s += String.fromCharCode(v); return btoa(s); };
+        const payload = (concepts, batch, fill) => ({version: 1, labels: concepts === 1 ? ['+ hat'] : ['+ hat', '- dog'],
+            colors: ['#E69F00', '#56B4E9'], thresholds: [0.9, 0.9], batch, grid: [2, 2], steps: [0, 1, 2],
+            total_steps: 3, flags: [[3, 3].slice(0, concepts), [3, 3].slice(0, concepts), [3, 3].slice(0, concepts)],
+            bytes_per_step: concepts * batch * 8, data: bytes(3, concepts, batch, 4, fill), backgrounds: []});
+        const a = make(100), b = make(500);
+        a.onExecuted({ledits_pp_steps: [payload(1, 1, 255)]});
+        b.onExecuted({ledits_pp_steps: [payload(2, 3, 128)]});
+        b.onExecuted({images: []});                      // an output without the key changes nothing
+        app.canvas.setDirty(true, true);
+        app.canvas.draw(true, true);
+        const names = (n) => n.widgets.map(w => w.name);
+        return {a: names(a), b: names(b), stepsA: a.__ledits_pp.data.labels.length, stepsB: b.__ledits_pp.data.batch,
+                imageValues: b.widgets.find(w => w.name === 'preview image').options.values,
+                values: a.serialize().widgets_values};
+    }""")
+    assert "preview image" not in result["a"] and "preview image" in result["b"], result
+    assert result["stepsA"] == 1 and result["stepsB"] == 3 and len(result["imageValues"]) == 3
+    assert result["values"] == [7.5, 0], result["values"]
+    browser.shot("two_edit_nodes")
+    assert not browser.pack_errors(since), browser.pack_errors(since)
+
+
+def test_help_page_opens_for_a_node(browser, tiny_ckpt, server):
+    api = _built_edit_prompt(tiny_ckpt["sd15"], "ledits_browser.png")
+    browser.load_api_prompt(api, "ledits_help")
+    browser.frame_node(EDIT_NODE, left=700, top=300)
+    browser.js("""(t) => { const n = app.graph.nodes.find(n => n.type === t); app.canvas.deselectAll?.();
+        app.canvas.selectNode(n); app.canvas.setDirty(true, true); }""", EDIT_NODE)
+    browser.page.wait_for_timeout(500)
+    browser.page.locator('[data-testid="info-button"]').first.click()
+    help_panel = browser.page.locator(".node-help-content").first
+    help_panel.wait_for(state="visible", timeout=15000)
+    browser.page.wait_for_function("""() => { const e = document.querySelector('.node-help-content');
+        return e && e.innerText.includes('Guided Edit') && e.innerText.length > 200; }""", timeout=15000)
+    text = help_panel.inner_text()
+    browser.shot("help_page_guided_edit")
+    assert "LEDITS++ Guided Edit" in text and "guidance_rescale" in text, text[:500]
