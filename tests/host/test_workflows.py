@@ -1,0 +1,236 @@
+"""The example workflows in workflows/ (UI format) on a real ComfyUI server.
+
+Every file is checked against the running server's /object_info (node types, socket inputs and
+outputs, link types, every positional widget value incl. the seed's control_after_generate value),
+converted UI -> API with comfyui-autograph (the maintained converter, as the front end does it),
+run end to end with the tiny checkpoints swapped in (SDXL workflow -> tiny SDXL, others -> tiny
+SD1.5) and small input images, and must write its images. A workflow that cannot run fails here.
+"""
+import json
+import pathlib
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+WORKFLOW_DIR = REPO / "workflows"
+WORKFLOWS = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
+EXPECTED = {"ledits_edit_sd15", "ledits_edit_sdxl", "ledits_custom_sampler", "ledits_attention_masks",
+            "ledits_reconstruct"}
+UI_ONLY = {"Note", "MarkdownNote"}                 # front-end-only nodes (not in /object_info)
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+PACK_LINK = "ComfyUI-LEDITS-PP"                   # the pack's folder name in the test server
+# (tiny layout, input image size): SD1.5 latent <= 32x32, SDXL cheap up to 64x64; both non-square.
+RUN_AS = {"ledits_edit_sdxl": ("sdxl", (192, 128))}
+DEFAULT_RUN = ("sd15", (128, 64))
+TIMINGS = {}
+
+
+def load(name):
+    return json.loads((WORKFLOW_DIR / f"{name}.json").read_text())
+
+
+def spec_of(info, name):
+    for section in ("required", "optional"):
+        if name in (info["input"].get(section) or {}):
+            return info["input"][section][name]
+    raise KeyError(name)
+
+
+def widget_slots(class_type, object_info):
+    """The positional widgets_values layout the front end saves for a node type:
+    [(kind, input name)], kind "value" | "control" (control_after_generate) | "upload"."""
+    from autograph.convert import get_widget_input_names
+    info = object_info[class_type]
+    slots = []
+    for name in get_widget_input_names(class_type, object_info, use_api=True):
+        spec = spec_of(info, name)
+        opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+        slots.append(("value", name))
+        # the front end adds a control widget to INT inputs named seed/noise_seed or flagged so
+        if opts.get("control_after_generate") or name in ("seed", "noise_seed"):
+            slots.append(("control", name))
+        if opts.get("image_upload"):
+            slots.append(("upload", name))
+    return slots
+
+
+def value_problem(value, spec):
+    """None when `value` is valid for the widget spec, else the reason."""
+    head = spec[0]
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if isinstance(head, list):
+        return None if value in head else f"{value!r} not in {head[:8]}"
+    if head == "COMBO":
+        options = opts.get("options") or []
+        return None if value in options else f"{value!r} not in {options[:8]}"
+    if head == "INT":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{value!r} is not an int"
+    elif head == "FLOAT":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r} is not a number"
+    elif head == "BOOLEAN":
+        return None if isinstance(value, bool) else f"{value!r} is not a bool"
+    elif head == "STRING":
+        return None if isinstance(value, str) else f"{value!r} is not a string"
+    if head in ("INT", "FLOAT"):
+        if "min" in opts and value < opts["min"] or "max" in opts and value > opts["max"]:
+            return f"{value!r} outside [{opts.get('min')}, {opts.get('max')}]"
+    return None
+
+
+def check_against_object_info(ui, object_info):
+    """Strict checks of a UI workflow; returns {node id: {widget name: value}} and the problems."""
+    problems, widgets = [], {}
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    for node in ui["nodes"]:
+        kind, nid = node["type"], node["id"]
+        if kind in UI_ONLY:
+            continue
+        if kind not in object_info:
+            problems.append(f"node {nid}: type {kind} is not registered on this server")
+            continue
+        info = object_info[kind]
+        slots = widget_slots(kind, object_info)
+        widget_names = {name for k, name in slots if k == "value"}
+        sockets = [(name, spec_of(info, name)[0]) for section in ("required", "optional")
+                   for name in (info["input"].get(section) or {}) if name not in widget_names]
+        saved = [(i["name"], i["type"]) for i in node.get("inputs", []) if not i.get("widget")]
+        if saved != sockets:
+            problems.append(f"node {nid} ({kind}): socket inputs {saved} != /object_info {sockets}")
+        outputs = [(o["name"], o["type"]) for o in node.get("outputs", [])]
+        want = list(zip(info["output_name"], info["output"]))
+        if outputs != want[:len(outputs)]:    # a newer host may append outputs (0.33: Save Image's `images`)
+            problems.append(f"node {nid} ({kind}): outputs {outputs} do not match /object_info {want}")
+        values = node.get("widgets_values") or []
+        if len(values) != len(slots):
+            problems.append(f"node {nid} ({kind}): {len(values)} widgets_values for the layout {slots}")
+            continue
+        widgets[nid] = {}
+        for (slot, name), value in zip(slots, values):
+            if slot == "control":
+                if value not in CONTROL_VALUES:
+                    problems.append(f"node {nid} ({kind}): control_after_generate of {name} is {value!r}")
+            elif slot == "value":
+                reason = value_problem(value, spec_of(info, name))
+                if reason:
+                    problems.append(f"node {nid} ({kind}): widget {name}: {reason}")
+                widgets[nid][name] = value
+    for link_id, src, src_slot, dst, dst_slot, kind in ui["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        if not (out["type"] == inp["type"] == kind) or inp["link"] != link_id or link_id not in (out["links"] or []):
+            problems.append(f"link {link_id}: {src}.{src_slot} ({out['type']}) -> {dst}.{inp['name']} "
+                            f"({inp['type']}) as {kind} is inconsistent")
+    return widgets, problems
+
+
+def write_image(path, size, seed):
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    w, h = size
+    gradient = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+    pixels = np.clip(gradient * 0.6 + rng.uniform(0, 100, (h, w, 3)), 0, 255).astype("uint8")
+    Image.fromarray(pixels).save(path)
+
+
+def swap_for_test(ui, layout, ckpt, image, prefix):
+    """The test's copy: tiny checkpoint, small input image, own output prefix."""
+    for node in ui["nodes"]:
+        if node["type"] == "CheckpointLoaderSimple":
+            node["widgets_values"][0] = ckpt
+        elif node["type"] == "LoadImage":
+            node["widgets_values"][0] = image
+        elif node["type"] == "SaveImage":
+            node["widgets_values"][0] = f"{prefix}_{node['widgets_values'][0]}"
+    return ui
+
+
+@pytest.fixture(scope="module")
+def inputs(server, tiny_ckpt):
+    """Writes the input images; returns name -> (ckpt name, image name)."""
+    chosen = {}
+    for i, name in enumerate(WORKFLOWS):
+        layout, size = RUN_AS.get(name, DEFAULT_RUN)
+        image = f"wf_{name}.png"
+        write_image(server.dirs["input"] / image, size, seed=i)
+        chosen[name] = (layout, tiny_ckpt[layout], image)
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def object_info(server, inputs):
+    """The server's full /object_info, read after the input images exist (LoadImage's list)."""
+    return server.get_json("/object_info")
+
+
+def test_workflow_folder_is_what_users_see():
+    assert EXPECTED <= set(WORKFLOWS), f"missing workflows: {EXPECTED - set(WORKFLOWS)}"
+    for path in WORKFLOW_DIR.iterdir():
+        assert path.suffix in (".json", ".jpg"), f"unexpected file in workflows/: {path.name}"
+    for name in WORKFLOWS:
+        ui = load(name)
+        assert isinstance(ui.get("nodes"), list) and isinstance(ui.get("links"), list), \
+            f"{name}.json is not UI format (API-format copies do not belong in workflows/)"
+        assert ui.get("version") == 0.4 and ui.get("groups") and "extra" in ui, name
+        notes = [n for n in ui["nodes"] if n["type"] in UI_ONLY]
+        assert notes and len(notes[0]["widgets_values"][0]) > 200, f"{name}: no explanatory Note node"
+        thumb = WORKFLOW_DIR / f"{name}.jpg"
+        assert thumb.is_file() and 0 < thumb.stat().st_size < 100_000, f"{name}: thumbnail missing or too big"
+        assert thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{name}.jpg is not a JPEG"
+
+
+def test_server_lists_the_templates(server):
+    listed = server.get_json("/workflow_templates")
+    assert sorted(listed.get(PACK_LINK, [])) == WORKFLOWS, listed
+    status, body = server.http("GET", f"/api/workflow_templates/{PACK_LINK}/{WORKFLOWS[0]}.jpg")
+    assert status == 200 and body[:3] == b"\xff\xd8\xff"
+    status, body = server.http("GET", f"/api/workflow_templates/{PACK_LINK}/{WORKFLOWS[0]}.json")
+    assert status == 200 and body["nodes"]
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_runs(name, server, inputs, object_info, capsys):
+    from autograph import convert_with_errors
+    layout, ckpt, image = inputs[name]
+    ui = swap_for_test(load(name), layout, ckpt, image, prefix=f"wf_{name}")
+    widgets, problems = check_against_object_info(ui, object_info)
+    assert not problems, f"{name}.json does not match this server's /object_info:\n" + "\n".join(problems)
+
+    result = convert_with_errors(ui, node_info=object_info)
+    assert result.ok and not result.errors, f"{name}: conversion failed: {result.errors}"
+    skipped = [w.message for w in result.warnings if "Note" not in str(w.details)]
+    assert not skipped, f"{name}: converter warnings: {skipped}"
+    api = json.loads(json.dumps(dict(result.data)))
+    runnable = {str(n["id"]) for n in ui["nodes"] if n["type"] not in UI_ONLY}
+    assert set(api) == runnable, f"{name}: converted nodes {sorted(api)} != {sorted(runnable)}"
+    for nid, values in widgets.items():      # the converter put every widget where the front end does
+        for key, value in values.items():
+            assert api[str(nid)]["inputs"].get(key) == value, (name, nid, key, api[str(nid)]["inputs"])
+    for _, src, src_slot, dst, dst_slot, _ in ui["links"]:
+        input_name = next(n for n in ui["nodes"] if n["id"] == dst)["inputs"][dst_slot]["name"]
+        assert api[str(dst)]["inputs"][input_name] == [str(src), src_slot], (name, dst, input_name)
+
+    started = time.monotonic()
+    entry = server.post_prompt(api)
+    wall = time.monotonic() - started
+    stamps = {event: data.get("timestamp") for event, data in entry["status"].get("messages", [])}
+    executed = (stamps["execution_success"] - stamps["execution_start"]) / 1000 \
+        if stamps.get("execution_success") and stamps.get("execution_start") else wall
+    written = []
+    for node_id, output in entry["outputs"].items():
+        for item in output.get("images", []):
+            body = server.view(item)           # served back by /view (output and temp/preview files)
+            assert body[:8] == b"\x89PNG\r\n\x1a\n", f"{name}: {item} is not a PNG"
+            written.append(item)
+    saves = [n for n in ui["nodes"] if n["type"] == "SaveImage"]
+    assert saves and all(str(n["id"]) in entry["outputs"] for n in saves), f"{name}: Save Image wrote nothing"
+    assert written, f"{name}: no images written"
+    TIMINGS[name] = executed
+    import comfyui_version
+    with capsys.disabled():
+        print(f"\n[workflow] {name} on ComfyUI {comfyui_version.__version__} (tiny {layout}, "
+              f"{'x'.join(map(str, RUN_AS.get(name, DEFAULT_RUN)[1]))} px): executed in {executed:.2f} s "
+              f"({wall:.2f} s wall), {len(written)} images")
