@@ -1,0 +1,452 @@
+"""LEDITS++ edit in one command, headless, on a real ComfyUI (no server, no browser).
+
+    COMFYUI_PATH=~/ComfyUI ~/ComfyUI/.venv/bin/python tools/ledits_edit.py \\
+        --image photo.png --ckpt ~/ComfyUI/models/checkpoints/v1-5-pruned-emaonly.safetensors \\
+        --add glasses --remove cat --out edited/
+
+Runs the graph of workflows/ledits_edit_sd15.json (ledits_edit_sdxl.json for SDXL checkpoints):
+Load Image -> VAE Encode -> LEDITS++ Inversion -> Edit Concepts -> Guided Edit -> VAE Decode, plus
+the per-concept masks, inside ComfyUI's own executor, and writes edited.png and one mask PNG per
+concept into --out. Without --ckpt it builds a tiny random-weight model (a few seconds, no
+download) to check the install: its output is noise.
+
+Use the Python that runs ComfyUI (its venv). ComfyUI is found through --comfyui, COMFYUI_PATH, or
+the ComfyUI folder this pack sits in (<ComfyUI>/custom_nodes/<pack>). Exit codes: 0 done,
+1 the workflow failed, 2 bad arguments or environment (one line on stderr).
+"""
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import shutil
+import struct
+import sys
+import tempfile
+import time
+import uuid
+
+PACK = pathlib.Path(__file__).resolve().parents[1]
+PROG = "ledits_edit"
+
+
+class UsageError(Exception):
+    """A problem with the arguments or the environment: one line, exit code 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# The workflow, in API format. Node ids and values are those of workflows/ledits_edit_sd15.json
+# (and _sdxl.json); tests/host/test_ledits_edit_cli.py checks that this equals the converted file.
+
+def edit_prompt(ckpt, image, adds=("glasses",), removes=("cat",), steps=30, skip=0.15, seed=0,
+                add_scale=7.0, remove_scale=5.0, threshold=0.9, sdxl=False, prefix="ledits_edit"):
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
+        "5": {"class_type": "LEditsPPInversion", "inputs": {
+            "model": ["1", 0], "latent": ["3", 0], "steps": steps, "skip": skip, "seed": seed,
+            "schedule": "exact", "source_cfg": 3.5, "batch_steps": 1}},
+        "8": {"class_type": "LEditsPPGuidedEdit", "inputs": {
+            "model": ["1", 0], "inversion": ["5", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": prefix}},
+        "11": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 1]}},
+        "12": {"class_type": "PreviewImage", "inputs": {"images": ["11", 0]}},
+    }
+    if not sdxl:     # SD1.x: empty-prompt unconditional; SDXL: zero conditioning (left unconnected)
+        prompt["4"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}}
+        prompt["5"]["inputs"]["negative"] = ["4", 0]
+    concepts = [(t, False, add_scale) for t in adds] + [(t, True, remove_scale) for t in removes]
+    previous = None
+    for k, (text, reverse, scale) in enumerate(concepts):
+        node = str(6 + k) if k < 2 else str(100 + k)
+        prompt[node] = {"class_type": "LEditsPPEditConcept", "inputs": {
+            "clip": ["1", 1], "text": text, "scale": scale, "threshold": threshold, "reverse": reverse,
+            "warmup": 0, "cooldown": 10000, "mask_type": "intersect"}}
+        if previous:
+            prompt[node]["inputs"]["concepts"] = [previous, 0]
+        previous = node
+    if previous:
+        prompt["8"]["inputs"]["concepts"] = [previous, 0]
+    return prompt, concepts
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks before ComfyUI is imported (fast, one clear line each).
+
+def find_comfyui(explicit):
+    candidates = []
+    if explicit:
+        candidates.append(("--comfyui", explicit))
+    elif os.environ.get("COMFYUI_PATH"):
+        candidates.append(("COMFYUI_PATH", os.environ["COMFYUI_PATH"].split(os.pathsep)[0]))
+    elif PACK.parent.name == "custom_nodes":
+        candidates.append(("the ComfyUI folder around this pack", str(PACK.parent.parent)))
+    if not candidates:
+        raise UsageError("no ComfyUI found: set COMFYUI_PATH to your ComfyUI folder (the one with main.py) "
+                         "or pass --comfyui PATH")
+    source, path = candidates[0]
+    root = pathlib.Path(path).expanduser().resolve()
+    if not (root / "comfy" / "model_base.py").is_file() or not (root / "nodes.py").is_file():
+        raise UsageError(f"no ComfyUI found at {root} (from {source}): expected the ComfyUI folder with "
+                         "main.py, nodes.py and comfy/")
+    return root
+
+
+def check_image(path):
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UsageError("Pillow is not installed in this Python: run this with ComfyUI's own Python (its venv)")
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise UsageError(f"cannot read image {path}: no such file")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except Exception as error:                      # PIL raises many kinds for broken files
+        raise UsageError(f"cannot read image {path}: {type(error).__name__}: {error}".splitlines()[0])
+
+
+def resolve_checkpoint(ckpt, comfy_root):
+    path = pathlib.Path(ckpt).expanduser()
+    if not path.is_file():
+        in_models = comfy_root / "models" / "checkpoints" / ckpt
+        if in_models.is_file():
+            path = in_models
+        else:
+            raise UsageError(f"checkpoint not found: {ckpt} (give the path of a .safetensors/.ckpt file, or a "
+                             f"file name in {comfy_root / 'models' / 'checkpoints'})")
+    return path.resolve()
+
+
+def looks_like_sdxl(path):
+    """True when a .safetensors checkpoint has SDXL's second text encoder (reads the header only)."""
+    if path.suffix != ".safetensors":
+        return False
+    try:
+        with open(path, "rb") as f:
+            size = struct.unpack("<Q", f.read(8))[0]
+            header = f.read(min(size, 64 << 20)).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return "conditioner.embedders.1." in header
+
+
+def fit_size(image, limit):
+    """Resize so the long side is at most `limit` px and both sides are multiples of 8."""
+    w, h = image.size
+    factor = min(1.0, limit / max(w, h)) if limit else 1.0
+    nw, nh = max(8, int(w * factor) // 8 * 8), max(8, int(h * factor) // 8 * 8)
+    if (nw, nh) != (w, h):
+        from PIL import Image
+        image = image.resize((nw, nh), Image.LANCZOS)
+    return image
+
+
+def demo_image(size=(128, 96)):
+    """A synthetic picture (gradient sky, sun, ground) for the no-argument install check."""
+    from PIL import Image, ImageDraw
+    w, h = size
+    img = Image.new("RGB", size)
+    draw = ImageDraw.Draw(img)
+    for y in range(h):
+        draw.line([(0, y), (w, y)], fill=(90 + y, 140 + y // 2, 230 - y))
+    draw.rectangle([0, int(h * 0.7), w, h], fill=(70, 140, 60))
+    draw.ellipse([int(w * 0.65), int(h * 0.1), int(w * 0.85), int(h * 0.1) + int(w * 0.2)], fill=(250, 220, 90))
+    return img
+
+
+# ----------------------------------------------------------------------------------------------
+# Progress bar (stderr).
+
+class Progress:
+    def __init__(self, prompt, stream=sys.stderr):
+        self.prompt, self.stream = prompt, stream
+        self.total_nodes = len(prompt)
+        self.done, self.node, self.label = 0, None, ""
+        self.width = 28
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def titles(self, nodes_module):
+        names = getattr(nodes_module, "NODE_DISPLAY_NAME_MAPPINGS", {})
+        self.display = {nid: names.get(n["class_type"], n["class_type"]) for nid, n in self.prompt.items()}
+
+    def node_started(self, node_id):
+        if self.node is not None:
+            self.done += 1
+        self.node = node_id
+        self.label = getattr(self, "display", {}).get(node_id, str(node_id))
+        self.draw(0, 0)
+
+    def step(self, value, total):
+        self.draw(value, total)
+
+    def draw(self, value, total):
+        if not self.tty:                                # logs: one line per node, one when its steps end
+            if total == 0 or value == total:
+                self.stream.write(f"[{min(self.done + 1, self.total_nodes):>2}/{self.total_nodes}] {self.label}"
+                                  + (f" {value}/{total} steps" if total else "") + "\n")
+                self.stream.flush()
+            return
+        frac = value / total if total else 0.0
+        filled = int(self.width * frac)
+        bar = "#" * filled + "-" * (self.width - filled)
+        steps = f"{value}/{total}" if total else ""
+        line = f"[{min(self.done + 1, self.total_nodes):>2}/{self.total_nodes}] {self.label[:26]:<26} |{bar}| {steps}"
+        self.stream.write("\r" + line.ljust(80))
+        self.stream.flush()
+
+    def finish(self):
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+class ServerStub:
+    """What ComfyUI's PromptExecutor needs from the server; forwards node starts to the progress bar."""
+
+    def __init__(self, progress):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata = {}
+        self.progress = progress
+
+    def send_sync(self, event, data, sid=None):
+        if event == "executing" and isinstance(data, dict) and data.get("node") is not None:
+            self.progress.node_started(str(data["node"]))
+
+    def queue_updated(self):
+        pass
+
+
+# ----------------------------------------------------------------------------------------------
+
+def run_async(value):
+    return asyncio.run(value) if asyncio.iscoroutine(value) else value
+
+
+def setup_comfyui(root, force_cpu, work):
+    """Import ComfyUI as main.py would for a headless run; load core extras and this pack."""
+    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() not in (PACK, PACK / "tools")]
+    sys.path.insert(0, str(root))
+    os.chdir(root)
+    import torch
+    import comfy.cli_args
+    args = comfy.cli_args.args
+    no_gpu = not torch.cuda.is_available() and not (getattr(torch.backends, "mps", None)
+                                                    and torch.backends.mps.is_available())
+    if force_cpu or no_gpu:
+        args.cpu = True
+        args.use_pytorch_cross_attention = True
+    args.disable_api_nodes = True
+    import comfy.model_management  # noqa: F401  (reads args)
+    import folder_paths
+    import server  # noqa: F401  as main.py: before nodes.py puts comfy/ first on sys.path (comfy/utils.py
+    #                would then shadow ComfyUI's `utils` package that server.py imports)
+    import nodes
+    for kind in ("input", "output", "temp"):
+        (work / kind).mkdir(parents=True, exist_ok=True)
+    folder_paths.set_input_directory(str(work / "input"))
+    folder_paths.set_output_directory(str(work / "output"))
+    folder_paths.set_temp_directory(str(work / "temp"))
+    run_async(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    before = set(nodes.NODE_CLASS_MAPPINGS)
+    if not run_async(nodes.load_custom_node(str(PACK), ignore=before)) or \
+            "LEditsPPGuidedEdit" not in nodes.NODE_CLASS_MAPPINGS:
+        raise RuntimeError(f"ComfyUI could not load the LEDITS++ pack from {PACK} (see the log above)")
+    return nodes, folder_paths
+
+
+def tiny_models():
+    """tools/tiny_models.py, with its tiny model classes registered in ComfyUI's detection list."""
+    spec = importlib.util.spec_from_file_location("ledits_tools_tiny_models", PACK / "tools" / "tiny_models.py")
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    module.register()
+    return module
+
+
+def tiny_checkpoint(work):
+    """Writes the tiny random-weight SD1.5-layout checkpoint."""
+    module = tiny_models()
+    path = work / "checkpoints" / "ledits_tiny_random_sd15.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module.write_checkpoint("sd15", path, seed=0)
+    return path
+
+
+def execute(prompt, nodes_module, progress):
+    import execution
+    import inspect
+    import comfy.utils
+    stub = ServerStub(progress)
+    cache_type = getattr(execution, "CacheType", None)
+    kwargs = {"cache_type": cache_type.CLASSIC if cache_type else False}
+    if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:   # 0.33+
+        kwargs["cache_args"] = {"lru": 0, "ram": 0, "ram_inactive": 0}
+    executor = execution.PromptExecutor(stub, **kwargs)
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview=None, prompt_id=None, node_id=None, **_: progress.step(value, total))
+    prompt_id = str(uuid.uuid4())
+    valid = run_async(execution.validate_prompt(prompt_id, prompt, None))
+    if not valid[0] or valid[3]:
+        details = [f"{nid} {e.get('class_type')}: " + "; ".join(f"{x.get('message')} {x.get('details', '')}".strip()
+                                                               for x in e.get("errors", []))
+                   for nid, e in (valid[3] or {}).items()]
+        message = (valid[1] or {}).get("message", "invalid workflow")
+        raise WorkflowError(f"the workflow did not validate: {message} {' | '.join(details)}".strip())
+    progress.titles(nodes_module)
+    executor.execute(prompt, prompt_id, {"client_id": PROG}, valid[2])
+    progress.finish()
+    if not executor.success:
+        errors = [data for event, data in executor.status_messages if event == "execution_error"]
+        if errors:
+            e = errors[0]
+            raise WorkflowError(f"{e.get('node_type')} (node {e.get('node_id')}) failed: "
+                                f"{e.get('exception_type', '').split('.')[-1]}: {e.get('exception_message', '').strip()}")
+        raise WorkflowError("the workflow was interrupted")
+    return executor.history_result["outputs"]
+
+
+class WorkflowError(Exception):
+    """The workflow failed inside ComfyUI: one line, exit code 1."""
+
+
+def slug(text):
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "concept"
+
+
+def collect(outputs, work, out_dir, concepts, batch):
+    """Copies the edited image(s) and the masks into out_dir with readable names."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def files(node):
+        return [work / item.get("type", "output") / item.get("subfolder", "") / item["filename"]
+                for item in outputs.get(node, {}).get("images", [])]
+
+    written = []
+    edited = files("10")
+    for i, src in enumerate(edited):
+        dst = out_dir / ("edited.png" if len(edited) == 1 else f"edited_{i + 1}.png")
+        shutil.copyfile(src, dst)
+        written.append(dst)
+    for i, src in enumerate(files("12")):        # concept-major: c0 img0, c0 img1, c1 img0, ...
+        c, b = divmod(i, batch)
+        text, reverse, _ = concepts[c]
+        name = f"mask_{c + 1}_{'remove' if reverse else 'add'}_{slug(text)}" + (f"_{b + 1}" if batch > 1 else "")
+        dst = out_dir / f"{name}.png"
+        shutil.copyfile(src, dst)
+        written.append(dst)
+    return written
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="ledits_edit.py", description="LEDITS++ edit of one image, headless on a real ComfyUI "
+        "(runs workflows/ledits_edit_sd15.json or _sdxl.json). Without --ckpt: a tiny random-weight model "
+        "checks the install (its output is noise).")
+    p.add_argument("--image", help="input image (PNG/JPEG/...); default without --ckpt: a built-in test picture")
+    p.add_argument("--ckpt", help="SD1.x/SD2.x/SDXL checkpoint: a file path or a file name in "
+                                  "<ComfyUI>/models/checkpoints; default: tiny random model (noise)")
+    p.add_argument("--add", action="append", default=[], metavar="TEXT", help="concept to add (repeatable)")
+    p.add_argument("--remove", action="append", default=[], metavar="TEXT", help="concept to remove (repeatable)")
+    p.add_argument("--out", default="ledits_out", help="output folder (default: ./ledits_out)")
+    p.add_argument("--steps", type=int, default=30, help="inversion/edit steps (default 30)")
+    p.add_argument("--skip", type=float, default=0.15, help="fraction of the noisiest steps skipped (default 0.15)")
+    p.add_argument("--seed", type=int, default=0, help="inversion noise seed (default 0)")
+    p.add_argument("--add-scale", type=float, default=7.0, help="edit scale of added concepts (default 7)")
+    p.add_argument("--remove-scale", type=float, default=5.0, help="edit scale of removed concepts (default 5)")
+    p.add_argument("--threshold", type=float, default=0.9, help="mask threshold, 0.9 edits ~10%% (default 0.9)")
+    p.add_argument("--size", type=int, default=None,
+                   help="resize so the long side is at most this many px (default 512 SD1.x, 1024 SDXL; 0 = keep)")
+    p.add_argument("--model", choices=["auto", "sd15", "sdxl"], default="auto",
+                   help="which example workflow: auto (from the checkpoint), sd15 (SD1.x/SD2.x) or sdxl")
+    p.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
+    p.add_argument("--print-prompt", action="store_true", help="print the API-format prompt and exit")
+    p.add_argument("--tiny-classes", action="store_true",
+                   help="(testing) also recognise the tiny random-weight checkpoints of tools/tiny_models.py")
+    args = p.parse_args(argv)
+    if not (1 <= args.steps <= 1000):
+        p.error("--steps must be between 1 and 1000")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.monotonic()
+    try:
+        demo = args.ckpt is None
+        root = find_comfyui(args.comfyui)
+        if args.image:
+            image = check_image(args.image)
+        elif demo:
+            image = demo_image()
+        else:
+            raise UsageError("--image is required with --ckpt")
+        ckpt_path = None if demo else resolve_checkpoint(args.ckpt, root)
+        adds, removes = list(args.add), list(args.remove)
+        if not adds and not removes:
+            if not demo:
+                raise UsageError("nothing to edit: give at least one --add TEXT or --remove TEXT")
+            adds, removes = ["glasses"], ["cat"]
+        if any(not t.strip() for t in adds + removes):
+            raise UsageError("a concept text is empty")
+        sdxl = args.model == "sdxl" or (args.model == "auto" and ckpt_path is not None and looks_like_sdxl(ckpt_path))
+        size = args.size if args.size is not None else (1024 if sdxl else 512)
+        image = fit_size(image, size)
+        out_dir = pathlib.Path(args.out).expanduser().resolve()
+        prompt, concepts = edit_prompt(ckpt_path.name if ckpt_path else "ledits_tiny_random_sd15.safetensors",
+                                       "ledits_input.png", adds, removes, args.steps, args.skip, args.seed,
+                                       args.add_scale, args.remove_scale, args.threshold, sdxl)
+        if args.print_prompt:
+            print(json.dumps(prompt, indent=1))
+            return 0
+        if demo:
+            print("NOTE: no --ckpt given: using a tiny built-in RANDOM-WEIGHT model to check the install. "
+                  "Its output is noise, not an edit.", file=sys.stderr)
+        print(f"{PROG}: ComfyUI at {root}; workflow {'ledits_edit_sdxl' if sdxl else 'ledits_edit_sd15'}; "
+              f"image {image.size[0]}x{image.size[1]}; concepts: "
+              + ", ".join(("-" if r else "+") + t for t, r, _ in concepts), file=sys.stderr)
+        work = pathlib.Path(tempfile.mkdtemp(prefix="ledits_edit_"))
+        try:
+            (work / "input").mkdir()
+            image.save(work / "input" / "ledits_input.png")
+            nodes_module, folder_paths = setup_comfyui(root, args.cpu, work)
+            if demo:
+                ckpt_path = tiny_checkpoint(work)
+            elif args.tiny_classes:
+                tiny_models()
+            folder_paths.add_model_folder_path("checkpoints", str(ckpt_path.parent))
+            progress = Progress(prompt)
+            outputs = execute(prompt, nodes_module, progress)
+            written = collect(outputs, work, out_dir, concepts, batch=1)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except WorkflowError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    for path in written:
+        print(path)
+    print(f"{PROG}: wrote {len(written)} files to {out_dir} in {time.monotonic() - started:.1f} s"
+          + (" (tiny random model: the images are noise)" if demo else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
