@@ -247,8 +247,8 @@ def setup_comfyui(root, force_cpu, work):
     args.disable_api_nodes = True
     import comfy.model_management  # noqa: F401  (reads args)
     import folder_paths
-    import server  # noqa: F401  as main.py: before nodes.py puts comfy/ first on sys.path (comfy/utils.py
-    #                would then shadow ComfyUI's `utils` package that server.py imports)
+    import utils.extra_config  # noqa: F401  as main.py does first: nodes.py puts comfy/ on sys.path, where
+    #                            comfy/utils.py would shadow ComfyUI's `utils` package that server.py needs
     import nodes
     for kind in ("input", "output", "temp"):
         (work / kind).mkdir(parents=True, exist_ok=True)
