@@ -135,12 +135,14 @@ function drawScrubber(ctx, node, width, y) {
     bg.addEventListener("load", () => node.setDirtyCanvas?.(true, true), { once: true });
   }
   ctx.imageSmoothingEnabled = false;
-  const rows = [];
-  for (let c = 0; c < d.labels.length; c++) {
-    const layer = layerCanvas(d, n, c, b, state.view);
-    ctx.drawImage(layer.canvas, x0, top, pw, ph);
-    rows.push(layer);
+  // the canvas redraws on every mouse move: build the overlays once per (step, image, view)
+  const key = `${n}/${b}/${state.view}`;
+  if (state.layersKey !== key) {
+    state.layers = d.labels.map((_, c) => layerCanvas(d, n, c, b, state.view));
+    state.layersKey = key;
   }
+  const rows = state.layers;
+  for (const layer of rows) ctx.drawImage(layer.canvas, x0, top, pw, ph);
   ctx.strokeStyle = "#666";
   ctx.strokeRect(x0 + 0.5, top + 0.5, pw - 1, ph - 1);
   let ly = top + ph + 6;
