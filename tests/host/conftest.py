@@ -20,7 +20,7 @@ if not os.environ.get("COMFYUI_PATH"):
                             "LEDITS_HOST_RUN=1 (or run plain `python -m pytest`, which does it per host)")
 HOST = pathlib.Path(os.environ["COMFYUI_PATH"].split(":")[0]).resolve()
 FIXTURE_DIR = pathlib.Path(__file__).resolve().parent / "fixture_node"
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # for ledits_server_harness
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # for ledits_server_harness (prompt builders)
 
 # The repo root must not shadow ComfyUI's top-level `nodes` module.
 sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != REPO]
