@@ -329,7 +329,7 @@ def attention_masks_workflow():
     wf.node(10, "SaveImage", (1600, 940), ["ledits_mask"], title="Binary mask (saved)", size=[340, 320])
     wf.link(11, 0, 10, "images")
     wf.group("5. Heat-map and mask", [18, 11, 10], COLORS["out"])
-    note(wf, f"""
+    note(wf, """
 LEDITS++ text-driven masks: where in the photo does the model "see" a word?
 
 1. Load a checkpoint and a photo; the photo is inverted once.

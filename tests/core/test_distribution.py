@@ -8,7 +8,6 @@ ComfyUI ships; import fast (the root __init__ registers nodes lazily). pyproject
 the Registry's keys and requirements.txt nothing that ComfyUI already installs.
 """
 import ast
-import importlib.util
 import pathlib
 import re
 import subprocess

@@ -34,7 +34,6 @@ comfy.cli_args.args.use_pytorch_cross_attention = True
 comfy.cli_args.args.disable_api_nodes = True
 
 import comfy.model_management  # noqa: E402,F401
-import ledits_server_harness  # noqa: E402
 import execution  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
