@@ -1,5 +1,9 @@
-"""API-format prompt builders shared by host tests (test-only; reached through conftest's
-sys.path entry under this unique module name)."""
+"""API-format prompt builders and history readers shared by the HTTP host tests (test-only;
+reached through conftest's sys.path entry under this unique module name)."""
+import json
+import uuid
+
+import torch
 
 
 def edit_api_prompt(ckpt, concept="glasses", steps=3, seed=0, edit_ckpt=None, width=64, height=64):
@@ -22,4 +26,84 @@ def edit_api_prompt(ckpt, concept="glasses", steps=3, seed=0, edit_ckpt=None, wi
     if edit_ckpt:
         prompt["9"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": edit_ckpt}}
         prompt["6"]["inputs"]["model"] = ["9", 0]
+    return prompt
+
+
+def write_image(server, name, width, height, seed):
+    from PIL import Image
+    gen = torch.Generator().manual_seed(seed)
+    pixels = (torch.rand(height, width, 3, generator=gen) * 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(server.base / "input" / name)
+    return name
+
+
+def prompt_for(ckpt, image, concepts=(("glasses", False),), steps=4, seed=0, batch=1, prefix=None,
+               mask_type="intersect", threshold=0.9, skip=0.15, batch_steps=None):
+    """Loader -> LoadImage -> VAEEncode (-> RepeatLatentBatch) -> Inversion -> concepts -> Guided Edit
+    -> SaveLatent. Node ids: 1 loader, 2 empty text, 3 image, 4 encode, 5 inversion, 6 batch,
+    8 edit, 11 save edit, 12 save source; concepts 20.."""
+    prefix = prefix or "rel_" + uuid.uuid4().hex[:8]
+    latent = ["4", 0]
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}},
+        "5": {"class_type": "LEditsPPInversion", "inputs": {
+            "model": ["1", 0], "latent": latent, "steps": steps, "skip": skip, "seed": seed,
+            "schedule": "exact", "source_cfg": 3.5, "negative": ["2", 0]}},
+        "8": {"class_type": "LEditsPPGuidedEdit", "inputs": {
+            "model": ["1", 0], "inversion": ["5", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
+        "11": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": prefix + "_edit"}},
+        "12": {"class_type": "SaveLatent", "inputs": {"samples": latent, "filename_prefix": prefix + "_src"}},
+    }
+    if batch > 1:
+        prompt["6"] = {"class_type": "RepeatLatentBatch", "inputs": {"samples": ["4", 0], "amount": batch}}
+        prompt["5"]["inputs"]["latent"] = prompt["12"]["inputs"]["samples"] = ["6", 0]
+    if batch_steps is not None:
+        prompt["5"]["inputs"]["batch_steps"] = batch_steps
+    previous = None
+    for i, (text, reverse) in enumerate(concepts):
+        node = str(20 + i)
+        prompt[node] = {"class_type": "LEditsPPEditConcept", "inputs": {
+            "clip": ["1", 1], "text": text, "scale": 5.0, "threshold": threshold, "reverse": reverse,
+            "warmup": 0, "cooldown": 10000, "mask_type": mask_type}}
+        if previous:
+            prompt[node]["inputs"]["concepts"] = [previous, 0]
+        previous = node
+    if previous:
+        prompt["8"]["inputs"]["concepts"] = [previous, 0]
+    return prompt
+
+
+def read_latent(server, entry, node="11"):
+    from safetensors.torch import load_file
+    return load_file(str(server.output_file(entry, node, "latents")))["latent_tensor"]
+
+
+def messages(entry, kind):
+    return [data for event, data in entry["status"].get("messages", []) if event == kind]
+
+
+def cached_nodes(entry):
+    return {n for data in messages(entry, "execution_cached") for n in data.get("nodes", [])}
+
+
+def ok(entry):
+    return entry["status"].get("status_str") == "success"
+
+
+def error_text(entry_or_body):
+    """The error text of a failed history entry or a rejected /prompt body."""
+    if isinstance(entry_or_body, dict) and "status" in entry_or_body:
+        return " ".join(f"[{d.get('node_type')}] {d.get('exception_type')}: {d.get('exception_message')}"
+                        for d in messages(entry_or_body, "execution_error"))
+    return json.dumps(entry_or_body)
+
+
+def with_prefix(prompt, prefix):
+    prompt = json.loads(json.dumps(prompt))
+    for node in prompt.values():
+        if node["class_type"] in ("SaveLatent", "SaveImage"):
+            node["inputs"]["filename_prefix"] = prefix + "_" + node["inputs"]["filename_prefix"].split("_")[-1]
     return prompt

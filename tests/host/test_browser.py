@@ -6,90 +6,25 @@ Skips with one loud line when chromium or the playwright package is missing (nev
 Screenshots and the browser console go to test-artifacts/browser-<ComfyUI version>/.
 """
 import json
-import os
 import pathlib
 import random
-import shutil
 import time
 
 import pytest
+from ledits_browser import EXTENSION, FLAGS, Browser, find_chromium
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
-EXTENSION = "ledits_pp.previews"
 EDIT_NODE = "LEditsPPGuidedEdit"
 MASK_NODE = "LEditsPPMaskFromAttention"
 PACK_PREFIX = "LEditsPP"
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1600, "height": 1000}
 RUN_TIMEOUT_S = 600
-# console lines the front end prints on an offline CPU host (host_testing.md §9); ours never match these
-NOISE = ("favicon", "user.css", "comfy.templates.json", "api.comfy.org", "huggingface.co", "Content Security Policy",
-         "Failed to load resource", "graph accessed before initialization", "reading 'id'")
-
-
-def _chromium():
-    for candidate in (os.environ.get("LEDITS_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and pathlib.Path(candidate).exists():
-            return candidate
-    return None
-
-
-def _mentions_pack(text):
-    low = text.lower()
-    return "ledits" in low or EXTENSION in low
-
-
-class Browser:
-    """One page on the server's front end, with console capture and artifact helpers."""
-
-    def __init__(self, page, server, artifacts):
-        self.page, self.server, self.artifacts = page, server, artifacts
-        self.console = []
-        page.on("console", lambda m: self.console.append((m.type, m.text, (m.location or {}).get("url", ""))))
-        page.on("pageerror", lambda e: self.console.append(("pageerror", str(e), getattr(e, "stack", "") or "")))
-
-    def js(self, expression, arg=None):
-        return self.page.evaluate(expression, arg)
-
-    def shot(self, name, clip=None):
-        path = self.artifacts / f"{name}.png"
-        self.page.screenshot(path=str(path), clip=clip)
-        return path
-
-    def pack_errors(self, since=0):
-        """Console errors/warnings raised by this pack's extension or mentioning it."""
-        return [(kind, text, where) for kind, text, where in self.console[since:]
-                if kind in ("error", "pageerror", "warning") and (_mentions_pack(text) or _mentions_pack(where))
-                and not any(n in text for n in NOISE)]
-
-    def load_ui_workflow(self, workflow, name):
-        self.js("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name); }", [workflow, name])
-        self.page.wait_for_timeout(300)
-
-    def load_api_prompt(self, api, name):
-        self.js("async ([api, name]) => { await app.loadApiJson(api, name); }", [api, name])
-        self.page.wait_for_timeout(300)
-
-    def frame_node(self, node_type, left=460, top=150):
-        """Zoom 1, the node's top-left at (left, top) of the canvas; returns its screen box."""
-        return self.js("""([type, left, top]) => {
-            const n = app.graph.nodes.find(n => n.type === type);
-            const ds = app.canvas.ds;
-            ds.scale = 1; ds.offset[0] = -n.pos[0] + left; ds.offset[1] = -n.pos[1] + top;
-            app.canvas.setDirty(true, true);
-            const r = app.canvas.canvas.getBoundingClientRect();
-            const title = (window.LiteGraph || {}).NODE_TITLE_HEIGHT || 30;
-            return {x: r.left + left, y: r.top + top - title, width: n.size[0], height: n.size[1] + title,
-                    canvasLeft: r.left, canvasTop: r.top, title};
-        }""", [node_type, left, top])
 
 
 @pytest.fixture(scope="module")
 def browser(server):
-    chromium = _chromium()
+    chromium = find_chromium()
     if chromium is None:
         pytest.skip("BROWSER TESTS SKIPPED: no chromium found (apt-get install chromium; or set LEDITS_CHROMIUM)")
     try:

@@ -17,10 +17,12 @@ Tiny random-weight models, latents <= 32x32, few steps: the whole file runs in a
 import json
 import pathlib
 import time
-import uuid
 
 import pytest
 import torch
+from ledits_fuzz_cases import FUZZ
+from ledits_server_harness import (cached_nodes, error_text, messages, ok, prompt_for, read_latent, with_prefix,
+                                   write_image)
 
 PACK_NAMES = ("LEDITS++",)
 
@@ -34,115 +36,48 @@ def server_rss_mb(server):
     raise AssertionError("no VmRSS in /proc status")
 
 
-def write_image(server, name, width, height, seed):
-    from PIL import Image
-    gen = torch.Generator().manual_seed(seed)
-    pixels = (torch.rand(height, width, 3, generator=gen) * 255).to(torch.uint8).numpy()
-    Image.fromarray(pixels).save(server.base / "input" / name)
-    return name
+def queue_and_interrupt_at(server, prompt, node, step=2, timeout=300):
+    """Queue `prompt`, follow the server's websocket and POST /interrupt as soon as `node` reports
+    progress `step` (so the interrupt lands inside that node, however loaded the machine is).
+    Returns the prompt id."""
+    import asyncio
+    import aiohttp
 
-
-def prompt_for(ckpt, image, concepts=(("glasses", False),), steps=4, seed=0, batch=1, prefix=None,
-               mask_type="intersect", threshold=0.9, skip=0.15, batch_steps=None):
-    """Loader -> LoadImage -> VAEEncode (-> RepeatLatentBatch) -> Inversion -> concepts -> Guided Edit
-    -> SaveLatent. Node ids: 1 loader, 2 empty text, 3 image, 4 encode, 5 inversion, 6 batch,
-    8 edit, 11 save edit, 12 save source; concepts 20.."""
-    prefix = prefix or "rel_" + uuid.uuid4().hex[:8]
-    latent = ["4", 0]
-    prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
-        "3": {"class_type": "LoadImage", "inputs": {"image": image}},
-        "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}},
-        "5": {"class_type": "LEditsPPInversion", "inputs": {
-            "model": ["1", 0], "latent": latent, "steps": steps, "skip": skip, "seed": seed,
-            "schedule": "exact", "source_cfg": 3.5, "negative": ["2", 0]}},
-        "8": {"class_type": "LEditsPPGuidedEdit", "inputs": {
-            "model": ["1", 0], "inversion": ["5", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
-        "11": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": prefix + "_edit"}},
-        "12": {"class_type": "SaveLatent", "inputs": {"samples": latent, "filename_prefix": prefix + "_src"}},
-    }
-    if batch > 1:
-        prompt["6"] = {"class_type": "RepeatLatentBatch", "inputs": {"samples": ["4", 0], "amount": batch}}
-        prompt["5"]["inputs"]["latent"] = prompt["12"]["inputs"]["samples"] = ["6", 0]
-    if batch_steps is not None:
-        prompt["5"]["inputs"]["batch_steps"] = batch_steps
-    previous = None
-    for i, (text, reverse) in enumerate(concepts):
-        node = str(20 + i)
-        prompt[node] = {"class_type": "LEditsPPEditConcept", "inputs": {
-            "clip": ["1", 1], "text": text, "scale": 5.0, "threshold": threshold, "reverse": reverse,
-            "warmup": 0, "cooldown": 10000, "mask_type": mask_type}}
-        if previous:
-            prompt[node]["inputs"]["concepts"] = [previous, 0]
-        previous = node
-    if previous:
-        prompt["8"]["inputs"]["concepts"] = [previous, 0]
-    return prompt
-
-
-def read_latent(server, entry, node="11"):
-    from safetensors.torch import load_file
-    return load_file(str(server.output_file(entry, node, "latents")))["latent_tensor"]
-
-
-def messages(entry, kind):
-    return [data for event, data in entry["status"].get("messages", []) if event == kind]
-
-
-def cached_nodes(entry):
-    return {n for data in messages(entry, "execution_cached") for n in data.get("nodes", [])}
-
-
-def ok(entry):
-    return entry["status"].get("status_str") == "success"
-
-
-def error_text(entry_or_body):
-    """The error text of a failed history entry or a rejected /prompt body."""
-    if isinstance(entry_or_body, dict) and "status" in entry_or_body:
-        return " ".join(f"[{d.get('node_type')}] {d.get('exception_type')}: {d.get('exception_message')}"
-                        for d in messages(entry_or_body, "execution_error"))
-    return json.dumps(entry_or_body)
-
-
-def with_prefix(prompt, prefix):
-    prompt = json.loads(json.dumps(prompt))
-    for node in prompt.values():
-        if node["class_type"] in ("SaveLatent", "SaveImage"):
-            node["inputs"]["filename_prefix"] = prefix + "_" + node["inputs"]["filename_prefix"].split("_")[-1]
-    return prompt
-
-
-def wait_running(server, prompt_id, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        running = server.request("/queue")[1].get("queue_running", [])
-        if any(item[1] == prompt_id for item in running):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"prompt {prompt_id} did not start in {timeout} s")
+    async def follow():
+        async with aiohttp.ClientSession() as session:
+            ws_url = server.url.replace("http://", "ws://") + f"/ws?clientId={server.client_id}"
+            async with session.ws_connect(ws_url, heartbeat=30) as ws:
+                prompt_id = await asyncio.to_thread(server.queue, prompt)
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    event = json.loads(msg.data)
+                    data = event.get("data") or {}
+                    if data.get("prompt_id") != prompt_id:
+                        continue
+                    if event.get("type") == "progress" and str(data.get("node")) == node and data["value"] >= step:
+                        await asyncio.to_thread(server.interrupt)
+                        return prompt_id
+                    if event.get("type") in ("execution_success", "execution_error") or \
+                            (event.get("type") == "executing" and data.get("node") is None):
+                        raise AssertionError(f"prompt ended before node {node} reached step {step}")
+        raise AssertionError("websocket closed")
+    return asyncio.run(asyncio.wait_for(follow(), timeout))
 
 
 # -- 1. interrupts ------------------------------------------------------------------------------
 @pytest.mark.parametrize("stage", ["inversion", "edit"])
 def test_interrupt_then_same_result_as_clean_run(server, tiny_ckpt, stage):
-    """Interrupt mid-node; the re-queued prompt finishes and equals a clean (uncached) run."""
-    image = write_image(server, f"rel_int_{stage}.png", 256, 256, seed=3)   # 32x32 latent
-    steps, seed = 40, 101 if stage == "inversion" else 202
+    """POST /interrupt inside the node; the re-queued prompt finishes and equals a clean (uncached) run."""
+    image = write_image(server, f"rel_int_{stage}.png", 128, 128, seed=3)   # 16x16 latent
+    steps, seed = 12, 101 if stage == "inversion" else 202
     target = "5" if stage == "inversion" else "8"
-    prompt = prompt_for(tiny_ckpt["sd15"], image, steps=steps, seed=seed, prefix=f"rel_int_{stage}")
-    if stage == "edit":
-        # a short run first (the inversion gets cached), so the interrupted run only edits
-        assert ok(server.run(with_prefix(prompt, "rel_int_warm")))
-        prompt = prompt_for(tiny_ckpt["sd15"], image, steps=steps, seed=seed, prefix=f"rel_int_{stage}",
-                            concepts=(("glasses", False), ("a red hat", True)))
-    else:
-        assert ok(server.run(prompt_for(tiny_ckpt["sd15"], image, steps=2, seed=1)))  # model loaded
-    prompt_id = server.queue(prompt)
-    wait_running(server, prompt_id)
-    time.sleep(1.5)
-    server.interrupt()
+    concepts = (("glasses", False), ("a red hat", True))
+    prompt = prompt_for(tiny_ckpt["sd15"], image, steps=steps, seed=seed, prefix=f"rel_int_{stage}",
+                        concepts=concepts)
+    if stage == "edit":   # the inversion gets cached first, so the interrupted prompt only edits
+        assert ok(server.run(prompt_for(tiny_ckpt["sd15"], image, steps=steps, seed=seed, prefix="rel_int_warm")))
+    prompt_id = queue_and_interrupt_at(server, prompt, target, step=3)
     entry = server.wait(prompt_id)
     interrupted = messages(entry, "execution_interrupted")
     assert not ok(entry) and interrupted, entry["status"]
@@ -204,7 +139,7 @@ def test_interrupted_edit_leaves_no_patch_in_process(load_tiny, run_node):
 
 # -- 2. a long session --------------------------------------------------------------------------
 def test_twenty_prompts_memory_flat_deterministic_and_cached(server, tiny_ckpt):
-    sizes = [(64, 64), (128, 96), (256, 256), (192, 128)]
+    sizes = [(64, 64), (128, 96), (192, 192), (192, 128)]
     images = {s: write_image(server, f"rel_long_{s[0]}x{s[1]}.png", *s, seed=s[0] + s[1]) for s in sizes}
     alt_image = write_image(server, "rel_long_alt.png", 128, 96, seed=99)
     concept_sets = [(("glasses", False),), (("a red hat", False), ("cat", True)),
@@ -255,154 +190,6 @@ def test_twenty_prompts_memory_flat_deterministic_and_cached(server, tiny_ckpt):
 
 
 # -- 3. fuzz ------------------------------------------------------------------------------------
-def _edit(prompt, **inputs):
-    prompt["8"]["inputs"].update(inputs)
-    return prompt
-
-
-def _concept(prompt, **inputs):
-    prompt["20"]["inputs"].update(inputs)
-    return prompt
-
-
-def _inv(prompt, **inputs):
-    prompt["5"]["inputs"].update(inputs)
-    return prompt
-
-
-def _many_concepts(ckpt, image, count):
-    return prompt_for(ckpt, image, concepts=[(f"concept {i}", bool(i % 2)) for i in range(count)], steps=2)
-
-
-def _custom(ckpt, image, latent_size=None, inversion=True, sigmas_from_inversion=True):
-    prompt = prompt_for(ckpt, image, steps=3)
-    del prompt["8"]
-    guider_inputs = {"model": ["1", 0], "concepts": ["20", 0], "cfg": 7.5, "guidance_rescale": 0.0}
-    if inversion:
-        guider_inputs["inversion"] = ["5", 0]
-    prompt.update({
-        "30": {"class_type": "LEditsPPGuider", "inputs": guider_inputs},
-        "31": {"class_type": "LEditsPPSampler", "inputs": {"inversion": ["5", 0]}},
-        "32": {"class_type": "DisableNoise", "inputs": {}},
-        "33": {"class_type": "SamplerCustomAdvanced", "inputs": {
-            "noise": ["32", 0], "guider": ["30", 0], "sampler": ["31", 0], "sigmas": ["5", 2],
-            "latent_image": ["5", 1]}},
-    })
-    prompt["11"]["inputs"]["samples"] = ["33", 0]
-    if latent_size:
-        prompt["34"] = {"class_type": "EmptyLatentImage", "inputs": {"width": latent_size[0], "height": latent_size[1],
-                                                                     "batch_size": 1}}
-        prompt["33"]["inputs"]["latent_image"] = ["34", 0]
-    if not sigmas_from_inversion:
-        prompt["35"] = {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras",
-                                                                  "steps": 3, "denoise": 1.0}}
-        prompt["33"]["inputs"]["sigmas"] = ["35", 0]
-    return prompt
-
-
-def _mask_node(prompt, **inputs):
-    prompt["40"] = {"class_type": "LEditsPPMaskFromAttention", "inputs": dict(
-        {"attention": ["8", 2], "concept": -1, "step": -1, "threshold": -1.0, "smoothing": True,
-         "resolution": "image"}, **inputs)}
-    prompt["41"] = {"class_type": "SaveImage", "inputs": {"images": ["40", 1], "filename_prefix": "rel_fuzz_heat"}}
-    prompt["42"] = {"class_type": "MaskToImage", "inputs": {"mask": ["40", 0]}}
-    prompt["43"] = {"class_type": "SaveImage", "inputs": {"images": ["42", 0], "filename_prefix": "rel_fuzz_mask"}}
-    return prompt
-
-
-def _capture(prompt, resolution, include_middle):
-    prompt["45"] = {"class_type": "LEditsPPAttentionCapture", "inputs": {
-        "model": ["1", 0], "resolution": resolution, "include_middle": include_middle}}
-    prompt["5"]["inputs"]["model"] = prompt["8"]["inputs"]["model"] = ["45", 0]
-    return prompt
-
-
-def _user_mask(prompt, width, height, batch=1):
-    prompt["46"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": width, "height": height}}
-    mask = ["46", 0]
-    if batch > 1:
-        prompt["47"] = {"class_type": "MaskToImage", "inputs": {"mask": mask}}
-        prompt["48"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["47", 0], "amount": batch}}
-        prompt["49"] = {"class_type": "ImageToMask", "inputs": {"image": ["48", 0], "channel": "red"}}
-        mask = ["49", 0]
-    prompt["20"]["inputs"]["mask"] = mask
-    return prompt
-
-
-def _other_model_inversion(prompt, ckpt):
-    prompt["9"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}}
-    prompt["8"]["inputs"]["model"] = ["9", 0]
-    return prompt
-
-
-def _source_prompt(prompt, cfg):
-    prompt["13"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a photo", "clip": ["1", 1]}}
-    prompt["5"]["inputs"].update(positive=["13", 0], source_cfg=cfg)
-    prompt["8"]["inputs"].update(positive=["13", 0], cfg=cfg)
-    return prompt
-
-
-FUZZ = {
-    # inversion inputs at their bounds
-    "steps_1": lambda c, i: prompt_for(c, i, steps=1),
-    "skip_0": lambda c, i: prompt_for(c, i, skip=0.0),
-    "skip_0.95": lambda c, i: prompt_for(c, i, skip=0.95, steps=3),
-    "seed_max": lambda c, i: prompt_for(c, i, seed=0xFFFFFFFFFFFFFFFF),
-    "schedule_diffusers": lambda c, i: _inv(prompt_for(c, i), schedule="diffusers"),
-    "batch_steps_64": lambda c, i: prompt_for(c, i, steps=3, batch_steps=64),
-    "source_cfg_0": lambda c, i: _source_prompt(prompt_for(c, i), 0.0),
-    "source_cfg_30": lambda c, i: _source_prompt(prompt_for(c, i), 30.0),
-    "no_negative": lambda c, i: (lambda p: (p["5"]["inputs"].pop("negative"), p)[1])(prompt_for(c, i)),
-    "inversion_batch_2": lambda c, i: prompt_for(c, i, batch=2),
-    # concept inputs
-    "concepts_0": lambda c, i: prompt_for(c, i, concepts=()),
-    "concepts_64": lambda c, i: _many_concepts(c, i, 64),
-    "threshold_0": lambda c, i: prompt_for(c, i, threshold=0.0),
-    "threshold_1": lambda c, i: prompt_for(c, i, threshold=1.0),
-    "scale_0": lambda c, i: _concept(prompt_for(c, i), scale=0.0),
-    "scale_50": lambda c, i: _concept(prompt_for(c, i), scale=50.0),
-    "warmup_after_last_step": lambda c, i: _concept(prompt_for(c, i), warmup=1000),
-    "cooldown_0": lambda c, i: _concept(prompt_for(c, i), cooldown=0),
-    "mask_type_attention": lambda c, i: prompt_for(c, i, mask_type="attention"),
-    "mask_type_noise": lambda c, i: prompt_for(c, i, mask_type="noise"),
-    "mask_type_none": lambda c, i: prompt_for(c, i, mask_type="none"),
-    "long_text_300_tokens": lambda c, i: prompt_for(c, i, concepts=((" ".join(["cat"] * 300), False),)),
-    "weighted_text": lambda c, i: prompt_for(c, i, concepts=(("(glasses:1.5), [hat]", False),)),
-    "user_mask_other_size": lambda c, i: _user_mask(prompt_for(c, i), 37, 53),
-    "user_mask_other_batch": lambda c, i: _user_mask(prompt_for(c, i, batch=2), 64, 64, batch=3),
-    "user_mask_zero": lambda c, i: (lambda p: (p["46"]["inputs"].update(value=0.0), p)[1])(
-        _user_mask(prompt_for(c, i), 64, 64)),
-    # edit inputs
-    "cfg_0_with_target": lambda c, i: _source_prompt(prompt_for(c, i), 0.0),
-    "guidance_rescale_1": lambda c, i: _edit(prompt_for(c, i), guidance_rescale=1.0),
-    "inversion_from_other_model": lambda c, i: _other_model_inversion(prompt_for(c, i), "tiny_sd2v.safetensors"),
-    "inversion_from_sdxl_to_sd15": lambda c, i: _other_model_inversion(prompt_for(c, i), "tiny_sd15.safetensors"),
-    # Guider / Sampler
-    "custom_sampler": lambda c, i: _custom(c, i),
-    "custom_sampler_latent_other_size": lambda c, i: _custom(c, i, latent_size=(128, 64)),
-    "custom_sampler_other_sigmas": lambda c, i: _custom(c, i, sigmas_from_inversion=False),
-    "guider_without_inversion": lambda c, i: _custom(c, i, inversion=False),
-    # attention capture and masks
-    "capture_latent/2": lambda c, i: _capture(prompt_for(c, i), "latent/2", False),
-    "capture_latent/8_middle": lambda c, i: _capture(prompt_for(c, i), "latent/8", True),
-    "capture_latent/4_middle": lambda c, i: _capture(prompt_for(c, i), "latent/4", True),
-    "mask_all_concepts": lambda c, i: _mask_node(prompt_for(c, i)),
-    "mask_concept_63": lambda c, i: _mask_node(prompt_for(c, i), concept=63),
-    "mask_step_1000": lambda c, i: _mask_node(prompt_for(c, i), step=1000),
-    "mask_step_0_threshold_0": lambda c, i: _mask_node(prompt_for(c, i), step=0, threshold=0.0),
-    "mask_threshold_1_latent": lambda c, i: _mask_node(prompt_for(c, i), threshold=1.0, resolution="latent",
-                                                       smoothing=False),
-    "mask_without_concepts": lambda c, i: _mask_node(prompt_for(c, i, concepts=())),
-    "mask_noise_type": lambda c, i: _mask_node(prompt_for(c, i, mask_type="noise")),
-    # values out of range or of the wrong kind (rejected at validation)
-    "steps_0": lambda c, i: prompt_for(c, i, steps=0),
-    "skip_1": lambda c, i: prompt_for(c, i, skip=1.0),
-    "threshold_2": lambda c, i: prompt_for(c, i, threshold=2.0),
-    "mask_type_bogus": lambda c, i: prompt_for(c, i, mask_type="bogus"),
-    "concepts_from_latent": lambda c, i: _edit(prompt_for(c, i), concepts=["4", 0]),
-}
-
-
 def test_fuzz_every_node_input(server, tiny_ckpt):
     image = write_image(server, "rel_fuzz.png", 64, 64, seed=5)      # 8x8 latent: cheap
     outcome = {}
