@@ -15,7 +15,6 @@ the ComfyUI folder this pack sits in (<ComfyUI>/custom_nodes/<pack>). Exit codes
 1 the workflow failed, 2 bad arguments or environment (one line on stderr).
 """
 import argparse
-import asyncio
 import importlib.util
 import json
 import os
@@ -26,7 +25,6 @@ import struct
 import sys
 import tempfile
 import time
-import uuid
 
 PACK = pathlib.Path(__file__).resolve().parents[1]
 PROG = "ledits_edit"
@@ -161,116 +159,25 @@ def demo_image(size=(128, 96)):
     return img
 
 
-# ----------------------------------------------------------------------------------------------
-# Progress bar (stderr).
-
-class Progress:
-    def __init__(self, prompt, stream=sys.stderr):
-        self.prompt, self.stream = prompt, stream
-        self.total_nodes = len(prompt)
-        self.done, self.node, self.label = 0, None, ""
-        self.width = 28
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-
-    def titles(self, nodes_module):
-        names = getattr(nodes_module, "NODE_DISPLAY_NAME_MAPPINGS", {})
-        self.display = {nid: names.get(n["class_type"], n["class_type"]) for nid, n in self.prompt.items()}
-
-    def node_started(self, node_id):
-        if self.node is not None:
-            self.done += 1
-        self.node = node_id
-        self.label = getattr(self, "display", {}).get(node_id, str(node_id))
-        self.draw(0, 0)
-
-    def step(self, value, total):
-        self.draw(value, total)
-
-    def draw(self, value, total):
-        if not self.tty:                                # logs: one line per node, one when its steps end
-            if total == 0 or value == total:
-                self.stream.write(f"[{min(self.done + 1, self.total_nodes):>2}/{self.total_nodes}] {self.label}"
-                                  + (f" {value}/{total} steps" if total else "") + "\n")
-                self.stream.flush()
-            return
-        frac = value / total if total else 0.0
-        filled = int(self.width * frac)
-        bar = "#" * filled + "-" * (self.width - filled)
-        steps = f"{value}/{total}" if total else ""
-        line = f"[{min(self.done + 1, self.total_nodes):>2}/{self.total_nodes}] {self.label[:26]:<26} |{bar}| {steps}"
-        self.stream.write("\r" + line.ljust(80))
-        self.stream.flush()
-
-    def finish(self):
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
-class ServerStub:
-    """What ComfyUI's PromptExecutor needs from the server; forwards node starts to the progress bar."""
-
-    def __init__(self, progress):
-        self.client_id = None
-        self.last_node_id = None
-        self.last_prompt_id = None
-        self.sockets_metadata = {}
-        self.progress = progress
-
-    def send_sync(self, event, data, sid=None):
-        if event == "executing" and isinstance(data, dict) and data.get("node") is not None:
-            self.progress.node_started(str(data["node"]))
-
-    def queue_updated(self):
-        pass
-
-
-# ----------------------------------------------------------------------------------------------
-
-def run_async(value):
-    return asyncio.run(value) if asyncio.iscoroutine(value) else value
-
-
-def setup_comfyui(root, force_cpu, work):
-    """Import ComfyUI as main.py would for a headless run; load core extras and this pack."""
-    sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() not in (PACK, PACK / "tools")]
-    sys.path.insert(0, str(root))
-    os.chdir(root)
-    import torch
-    import comfy.cli_args
-    args = comfy.cli_args.args
-    no_gpu = not torch.cuda.is_available() and not (getattr(torch.backends, "mps", None)
-                                                    and torch.backends.mps.is_available())
-    if force_cpu or no_gpu:
-        args.cpu = True
-        args.use_pytorch_cross_attention = True
-    args.disable_api_nodes = True
-    import comfy.model_management  # noqa: F401  (reads args)
-    import folder_paths
-    import utils.extra_config  # noqa: F401  as main.py does first: nodes.py puts comfy/ on sys.path, where
-    #                            comfy/utils.py would shadow ComfyUI's `utils` package that server.py needs
-    import nodes
-    for kind in ("input", "output", "temp"):
-        (work / kind).mkdir(parents=True, exist_ok=True)
-    folder_paths.set_input_directory(str(work / "input"))
-    folder_paths.set_output_directory(str(work / "output"))
-    folder_paths.set_temp_directory(str(work / "temp"))
-    run_async(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    before = set(nodes.NODE_CLASS_MAPPINGS)
-    if not run_async(nodes.load_custom_node(str(PACK), ignore=before)) or \
-            "LEditsPPGuidedEdit" not in nodes.NODE_CLASS_MAPPINGS:
-        raise RuntimeError(f"ComfyUI could not load the LEDITS++ pack from {PACK} (see the log above)")
-    return nodes, folder_paths
-
-
-def tiny_models():
-    """tools/tiny_models.py, with its tiny model classes registered in ComfyUI's detection list."""
-    spec = importlib.util.spec_from_file_location("ledits_tools_tiny_models", PACK / "tools" / "tiny_models.py")
+def tool_module(name):
+    """A sibling file of tools/ as a module (by path: this script is also imported by path, and
+    tools/ must not sit on sys.path next to ComfyUI's modules)."""
+    spec = importlib.util.spec_from_file_location(f"ledits_tools_{name}", PACK / "tools" / f"{name}.py")
     module = sys.modules.get(spec.name)
     if module is None:
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
+    return module
+
+
+headless = tool_module("comfy_headless")
+WorkflowError = headless.WorkflowError
+
+
+def tiny_models():
+    """tools/tiny_models.py, with its tiny model classes registered in ComfyUI's detection list."""
+    module = tool_module("tiny_models")
     module.register()
     return module
 
@@ -282,43 +189,6 @@ def tiny_checkpoint(work):
     path.parent.mkdir(parents=True, exist_ok=True)
     module.write_checkpoint("sd15", path, seed=0)
     return path
-
-
-def execute(prompt, nodes_module, progress):
-    import execution
-    import inspect
-    import comfy.utils
-    stub = ServerStub(progress)
-    cache_type = getattr(execution, "CacheType", None)
-    kwargs = {"cache_type": cache_type.CLASSIC if cache_type else False}
-    if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:   # 0.33+
-        kwargs["cache_args"] = {"lru": 0, "ram": 0, "ram_inactive": 0}
-    executor = execution.PromptExecutor(stub, **kwargs)
-    comfy.utils.set_progress_bar_global_hook(
-        lambda value, total, preview=None, prompt_id=None, node_id=None, **_: progress.step(value, total))
-    prompt_id = str(uuid.uuid4())
-    valid = run_async(execution.validate_prompt(prompt_id, prompt, None))
-    if not valid[0] or valid[3]:
-        details = [f"{nid} {e.get('class_type')}: " + "; ".join(f"{x.get('message')} {x.get('details', '')}".strip()
-                                                               for x in e.get("errors", []))
-                   for nid, e in (valid[3] or {}).items()]
-        message = (valid[1] or {}).get("message", "invalid workflow")
-        raise WorkflowError(f"the workflow did not validate: {message} {' | '.join(details)}".strip())
-    progress.titles(nodes_module)
-    executor.execute(prompt, prompt_id, {"client_id": PROG}, valid[2])
-    progress.finish()
-    if not executor.success:
-        errors = [data for event, data in executor.status_messages if event == "execution_error"]
-        if errors:
-            e = errors[0]
-            raise WorkflowError(f"{e.get('node_type')} (node {e.get('node_id')}) failed: "
-                                f"{e.get('exception_type', '').split('.')[-1]}: {e.get('exception_message', '').strip()}")
-        raise WorkflowError("the workflow was interrupted")
-    return executor.history_result["outputs"]
-
-
-class WorkflowError(Exception):
-    """The workflow failed inside ComfyUI: one line, exit code 1."""
 
 
 def slug(text):
@@ -421,14 +291,14 @@ def main(argv=None):
         try:
             (work / "input").mkdir()
             image.save(work / "input" / "ledits_input.png")
-            nodes_module, folder_paths = setup_comfyui(root, args.cpu, work)
+            nodes_module, folder_paths = headless.setup_comfyui(root, args.cpu, work, PACK)
             if demo:
                 ckpt_path = tiny_checkpoint(work)
             elif args.tiny_classes:
                 tiny_models()
             folder_paths.add_model_folder_path("checkpoints", str(ckpt_path.parent))
-            progress = Progress(prompt)
-            outputs = execute(prompt, nodes_module, progress)
+            progress = headless.Progress(prompt)
+            outputs = headless.execute(prompt, nodes_module, progress, PROG)
             written = collect(outputs, work, out_dir, concepts, batch=1)
         finally:
             shutil.rmtree(work, ignore_errors=True)
