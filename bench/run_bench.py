@@ -20,12 +20,11 @@ Needs the `bench` extra (diffusers, transformers, psutil) in ComfyUI's Python.
 """
 import argparse
 import asyncio
-import gc
 import os
 import pathlib
-import platform
+import shutil
 import sys
-import threading
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH", "/root/ComfyUI"))
+    p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH", "/root/ComfyUI").split(":")[0])
     p.add_argument("--size", type=int, default=256, help="image size in pixels (square)")
     p.add_argument("--steps", type=int, default=10, help="kept inversion/edit steps (after skip)")
     p.add_argument("--skip", type=float, default=0.15)
@@ -47,6 +46,9 @@ def parse_args():
     p.add_argument("--scaling-steps", type=int, default=3, help="steps of the scaling runs (0 = skip scaling)")
     p.add_argument("--scaling-concepts", default="1,2,4,8")
     p.add_argument("--scaling-sizes", default="256,512")
+    p.add_argument("--precision", default="bf16,fp16",
+                   help="UNet weight+compute dtypes for the reconstruction/stability rows ('' = skip)")
+    p.add_argument("--precision-size", type=int, default=64, help="image size of the precision rows")
     p.add_argument("--repeat", type=int, default=1,
                    help="repeat the pack and floor phases N times, interleaved, and keep each one's fastest run "
                         "(steadier ratios on a shared machine)")
@@ -58,8 +60,11 @@ def parse_args():
 
 ARGS = parse_args()
 COMFY = pathlib.Path(ARGS.comfyui).resolve()
+# ComfyUI's `nodes` module must win over the pack's `nodes/` package: the repo root leaves sys.path,
+# this folder (bench_* helpers) goes last
 sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() not in (REPO, REPO / "bench")]
 sys.path.insert(0, str(COMFY))
+sys.path.append(str(REPO / "bench"))
 os.chdir(COMFY)
 
 import comfy.cli_args  # noqa: E402
@@ -68,171 +73,31 @@ comfy.cli_args.args.cpu = ARGS.device == "cpu"
 comfy.cli_args.args.use_pytorch_cross_attention = True
 comfy.cli_args.args.disable_api_nodes = True
 
-import psutil  # noqa: E402
+import folder_paths  # noqa: E402
 import torch  # noqa: E402
+from bench_measure import ROWS, Meter as _Meter, free as _free, record, rss  # noqa: E402
+from bench_report import print_table, versions  # noqa: E402
+from bench_weights import build_weights, test_image, touch  # noqa: E402
+
+# nothing the nodes write (previews, temp images, input/3d) lands in the ComfyUI tree
+SCRATCH = tempfile.mkdtemp(prefix="ledits_bench_")
+for _kind in ("temp", "output", "input"):
+    os.makedirs(os.path.join(SCRATCH, _kind), exist_ok=True)
+    getattr(folder_paths, f"set_{_kind}_directory")(os.path.join(SCRATCH, _kind))
 
 if ARGS.threads:
     torch.set_num_threads(ARGS.threads)
 
 CONCEPTS = [("glasses", False), ("a cat", True), ("snow", False), ("a red hat", False), ("sunset", True),
             ("a dog", False), ("watercolor", False), ("a tree", True)]
-PROC = psutil.Process()
-ROWS = []          # result rows: (section, name, values dict)
 
 
-# -- measurement ----------------------------------------------------------------------------------
-def rss():
-    return PROC.memory_info().rss
+def Meter(unets):
+    return _Meter(unets, ARGS.device)
 
 
 def free():
-    gc.collect()
-    if ARGS.device == "cuda":
-        torch.cuda.empty_cache()
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
-
-
-class Meter:
-    """Wall time, peak RSS (sampled) / CUDA peak, UNet calls and rows of one phase."""
-
-    def __init__(self, unet_modules):
-        self.unets = unet_modules
-        self.calls = self.rows = 0
-
-    def _hook(self, module, args, kwargs):
-        x = args[0] if args else next(iter(kwargs.values()))
-        self.calls += 1
-        self.rows += int(x.shape[0])
-
-    def __enter__(self):
-        free()
-        self.handles = [u.register_forward_pre_hook(self._hook, with_kwargs=True) for u in self.unets]
-        self.start_rss = self.peak = rss()
-        self.stop = False
-        if ARGS.device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start_cuda = torch.cuda.memory_allocated()
-
-        def sample():
-            while not self.stop:
-                self.peak = max(self.peak, rss())
-                time.sleep(0.005)
-        self.thread = threading.Thread(target=sample, daemon=True)
-        self.thread.start()
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        if ARGS.device == "cuda":
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.t0
-        self.stop = True
-        self.thread.join()
-        self.peak = max(self.peak, rss())
-        for h in self.handles:
-            h.remove()
-        if ARGS.device == "cuda":
-            self.peak_mem = torch.cuda.max_memory_allocated()
-            self.act = self.peak_mem - self.start_cuda
-        else:
-            self.peak_mem = self.peak
-            self.act = self.peak - self.start_rss
-        return False
-
-    def values(self):
-        return {"s": self.seconds, "peak_gib": self.peak_mem / 2**30, "act_gib": self.act / 2**30,
-                "calls": self.calls, "rows": self.rows}
-
-
-def record(section, name, meter, **extra):
-    values = dict(meter.values(), **extra)
-    ROWS.append((section, name, values))
-    print(f"  [{section}] {name}: {values['s']:.2f} s, peak {values['peak_gib']:.2f} GiB "
-          f"(+{values['act_gib']:.2f}), UNet {values['calls']} calls / {values['rows']} rows", flush=True)
-    return values
-
-
-# -- weights --------------------------------------------------------------------------------------
-UNET_CONFIG = dict(
-    sample_size=64, in_channels=4, out_channels=4, center_input_sample=False, flip_sin_to_cos=True, freq_shift=0,
-    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-    block_out_channels=[320, 640, 1280, 1280], layers_per_block=2, downsample_padding=1, mid_block_scale_factor=1,
-    act_fn="silu", norm_num_groups=32, norm_eps=1e-5, cross_attention_dim=768, attention_head_dim=8)
-VAE_CONFIG = dict(
-    in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
-    up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[128, 256, 512, 512], layers_per_block=2,
-    act_fn="silu", latent_channels=4, norm_num_groups=32, sample_size=512, scaling_factor=0.18215)
-CLIP_CONFIG = dict(
-    vocab_size=49408, hidden_size=768, intermediate_size=3072, projection_dim=768, num_hidden_layers=12,
-    num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", layer_norm_eps=1e-5,
-    bos_token_id=0, eos_token_id=2, pad_token_id=1)
-SCHEDULER_CONFIG = dict(
-    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    algorithm_type="sde-dpmsolver++", solver_order=2, steps_offset=1, clip_sample=False, set_alpha_to_one=False)
-
-
-def fix_text_encoder_keys(folder):
-    """transformers 5 saves CLIPTextModel keys without the `text_model.` prefix; SD1.5 folders (and
-    ComfyUI's loader) use it. Both transformers versions load the prefixed form."""
-    from safetensors.torch import load_file, save_file
-    path = folder / "text_encoder" / "model.safetensors"
-    sd = load_file(str(path))
-    if all(k.startswith("text_model.") or k == "text_projection.weight" for k in sd):
-        return
-    save_file({(k if k.startswith("text_model.") else "text_model." + k): v for k, v in sd.items()}, str(path),
-              metadata={"format": "pt"})
-
-
-def touch(modules):
-    """Read every parameter once (pages of mmapped weights become resident); returns their bytes."""
-    total = 0
-    with torch.no_grad():
-        for m in modules:
-            for t in list(m.parameters()) + list(m.buffers()):
-                t.sum()
-                total += t.numel() * t.element_size()
-    return total
-
-
-def build_weights(folder, seed):
-    """Random SD1.5-architecture weights (diffusers layout), built deterministically from `seed`."""
-    marker = folder / f"seed_{seed}.done"
-    if marker.exists():
-        fix_text_encoder_keys(folder)
-        return
-    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    t0 = time.perf_counter()
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    UNet2DConditionModel(**UNET_CONFIG).save_pretrained(folder / "unet")
-    free()
-    torch.manual_seed(seed + 1)
-    AutoencoderKL(**VAE_CONFIG).save_pretrained(folder / "vae")
-    torch.manual_seed(seed + 2)
-    CLIPTextModel(CLIPTextConfig(**CLIP_CONFIG)).save_pretrained(folder / "text_encoder")
-    CLIPTokenizer.from_pretrained(str(COMFY / "comfy" / "sd1_tokenizer"), model_max_length=77).save_pretrained(folder / "tokenizer")
-    DPMSolverMultistepScheduler(**{k: v for k, v in SCHEDULER_CONFIG.items()
-                                   if k not in ("clip_sample", "set_alpha_to_one")}).save_pretrained(folder / "scheduler")
-    fix_text_encoder_keys(folder)
-    marker.write_text("ok")
-    free()
-    print(f"built random SD1.5 weights in {folder} ({time.perf_counter() - t0:.1f} s)", flush=True)
-
-
-def test_image(size):
-    """A smooth deterministic RGB image in [0, 1], (size, size, 3)."""
-    gen = torch.Generator().manual_seed(1234)
-    low = torch.rand(1, 3, 8, 8, generator=gen)
-    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
-    img = img + 0.05 * torch.rand(1, 3, size, size, generator=gen)
-    return img.clamp(0, 1)[0].permute(1, 2, 0).contiguous()
+    _free(ARGS.device)
 
 
 # -- diffusers --------------------------------------------------------------------------------------
@@ -266,10 +131,25 @@ def run_diffusers(folder, size, steps, n_concepts):
                        edit_warmup_steps=[0] * len(concepts), use_cross_attn_mask=True, use_intersect_mask=True,
                        generator=torch.Generator(ARGS.device).manual_seed(ARGS.seed), output_type="pil")
         edit = record("vs diffusers", f"diffusers edit {size}px ({n_concepts} concepts)", m)
+        unet_alone = diffusers_unet_alone(pipe.unet, size, steps, 1 + n_concepts)
     assert out.images[0].size == (size, size)
     del pipe, out
     free()
-    return inv, edit, weights
+    return inv, edit, weights, unet_alone
+
+
+def diffusers_unet_alone(unet, size, steps, rows):
+    """diffusers' UNet by itself with its default SDPA attention, the edit's calls and rows: the
+    pipeline's own floor, and its UNet's speed next to ComfyUI's on this machine."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    unet.set_attn_processor(AttnProcessor2_0())
+    gen = torch.Generator().manual_seed(ARGS.seed)
+    x = torch.randn(rows, 4, size // 8, size // 8, generator=gen).to(ARGS.device)
+    context = torch.randn(rows, 77, 768, generator=gen).to(ARGS.device)
+    with Meter([unet]) as m:
+        for step in range(steps):
+            unet(x, 900 - 80 * step, encoder_hidden_states=context)
+    return record("vs diffusers", f"diffusers UNet alone (SDPA) {size}px, {steps} x batch {rows}", m)
 
 
 # -- ComfyUI + the pack -----------------------------------------------------------------------------
@@ -324,10 +204,10 @@ class Pack:
                     seed=ARGS.seed, schedule="diffusers", source_cfg=3.5, batch_steps=batch_steps,
                     negative=self.empty)
 
-    def edit(self, inversion, n_concepts):
+    def edit(self, inversion, n_concepts, decode=True):
         out = call(self.nodes, "LEditsPPGuidedEdit", model=self.model, inversion=inversion,
                    concepts=self.concepts(n_concepts), cfg=7.5, guidance_rescale=0.0)
-        return call(self.nodes, "VAEDecode", samples=out[0], vae=self.vae)[0]
+        return call(self.nodes, "VAEDecode", samples=out[0], vae=self.vae)[0] if decode else out[0]
 
     def floor(self, size, steps, rows):
         """A plain ComfyUI sampling run with `rows` UNet rows per call (cfg 1: no uncond rows)."""
@@ -345,6 +225,7 @@ def run_pack(pack, size, steps, n_concepts, section, tag=""):
     with Meter([pack.unet]) as m:
         inversion = pack.invert(size, steps)
     inv = record(section, f"pack inversion {size}px{tag} (VAE encode + Inversion)", m)
+    pack.concepts(n_concepts)       # CLIP text encoding, timed once by itself in main()
     with Meter([pack.unet]) as m:
         pack.edit(inversion[0], n_concepts)
     edit = record(section, f"pack edit {size}px{tag} ({n_concepts} concepts, Guided Edit + VAE decode)", m)
@@ -380,37 +261,42 @@ def profile(pack, inversion, size, steps, n):
         print(f"\n--- profile: {name} (by own time) ---\n" + "\n".join(out.getvalue().splitlines()[6:]), flush=True)
 
 
-# -- report -----------------------------------------------------------------------------------------
-def versions():
-    import importlib.metadata as md
-    out = {"python": platform.python_version(), "torch": torch.__version__}
-    for pkg in ("diffusers", "transformers"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "-"
-    try:
-        sys.path.insert(0, str(COMFY))
-        import comfyui_version
-        out["ComfyUI"] = comfyui_version.__version__
-    except ImportError:
-        out["ComfyUI"] = "?"
-    return out
+def run_precision(pack, folder):
+    """fp16/bf16 UNet (weights and compute in that dtype, what a GPU runs; on CPU ComfyUI would
+    otherwise up-cast to fp32): exact-schedule reconstruction error, and whether a 3-concept edit
+    stays finite and how far it lands from the fp32 edit."""
+    import comfy.sd
+    size, steps = ARGS.precision_size, ARGS.steps
+    latent = call(pack.nodes, "VAEEncode", pixels=test_image(size)[None], vae=pack.vae)[0]
+    unet_file = next((folder / "unet").glob("diffusion_pytorch_model*.safetensors"))
 
+    def invert_and_edit(model):
+        inversion = call(pack.nodes, "LEditsPPInversion", model=model, latent=latent, steps=steps, skip=ARGS.skip,
+                         seed=ARGS.seed, schedule="exact", source_cfg=3.5, batch_steps=1, negative=pack.empty)[0]
+        recon = call(pack.nodes, "LEditsPPGuidedEdit", model=model, inversion=inversion, cfg=7.5,
+                     guidance_rescale=0.0)[0]["samples"]
+        edit = call(pack.nodes, "LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=pack.concepts(3),
+                    cfg=7.5, guidance_rescale=0.0)[0]["samples"]
+        return recon, edit
 
-def machine():
-    if ARGS.device == "cuda":
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, " \
-           f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM"
+    reference = invert_and_edit(pack.model)[1]
+    rows = []
+    for name in [x.strip() for x in ARGS.precision.split(",") if x.strip()]:
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+        model = comfy.sd.load_diffusion_model(str(unet_file), model_options={"dtype": dtype})
+        model.model.manual_cast_dtype = None          # compute in `dtype` too
+        t0 = time.perf_counter()
+        recon, edit = invert_and_edit(model)
+        seconds = time.perf_counter() - t0
+        diff = (edit - reference).abs()
+        rows.append({"dtype": name, "compute": str(model.model.get_dtype()).replace("torch.", ""),
+                     "recon": (recon - latent["samples"]).abs().max().item(),
+                     "nonfinite": int((~torch.isfinite(edit)).sum()), "vs_fp32_mean": diff.mean().item(),
+                     "vs_fp32_max": diff.max().item(), "s": seconds})
+        print(f"  [precision] {rows[-1]}", flush=True)
+        del model
+        free()
+    return rows
 
 
 def main():
@@ -419,16 +305,20 @@ def main():
     started = time.perf_counter()
     print(f"LEDITS++ benchmark: {size}x{size}, {steps} steps, skip {ARGS.skip}, {n} concepts, fp32, "
           f"{ARGS.device}; {versions()}", flush=True)
-    build_weights(folder, ARGS.seed)
+    build_weights(folder, ARGS.seed, COMFY / "comfy" / "sd1_tokenizer")
     summary = {}
 
     if not ARGS.skip_diffusers:
-        summary["d_inv"], summary["d_edit"], summary["d_weights"] = run_diffusers(folder, size, steps, n)
+        summary["d_inv"], summary["d_edit"], summary["d_weights"], summary["d_unet"] = \
+            run_diffusers(folder, size, steps, n)
 
     nodes = init_comfy()
     pack = Pack(nodes, folder)
     summary["p_weights"] = pack.weights
-    # a 1-step warm-up of every path (model load, first-call allocations), not timed
+    with Meter([pack.unet]) as m:
+        pack.concepts(n)
+    summary["p_text"] = record("text", f"pack: {n} concept texts (CLIP encode, Edit Concept nodes)", m)
+    # a 1-step warm-up of every path (first-call allocations), not timed
     _, _, warm = run_pack(pack, 64, 1, 1, "warm-up")
     ROWS[:] = [r for r in ROWS if r[0] != "warm-up"]
     del warm
@@ -456,9 +346,10 @@ def main():
         s_steps = ARGS.scaling_steps
         base_inv = pack.invert(size, s_steps)[0]
         for c in [int(x) for x in ARGS.scaling_concepts.split(",")]:
+            pack.concepts(c)
             with Meter([pack.unet]) as m:
-                pack.edit(base_inv, c)
-            e = record("scaling", f"pack edit {size}px, {s_steps} steps, {c} concepts", m)
+                pack.edit(base_inv, c, decode=False)
+            e = record("scaling", f"pack Guided Edit {size}px, {s_steps} steps, {c} concepts", m)
             with Meter([pack.unet]) as m:
                 pack.floor(size, s_steps, 1 + c)
             f = record("scaling", f"floor {size}px, {s_steps} x batch {1 + c}", m)
@@ -466,73 +357,19 @@ def main():
         del base_inv
         for sz in [int(x) for x in ARGS.scaling_sizes.split(",")]:
             free()
-            i, e, inv_sz = run_pack(pack, sz, s_steps, n, "scaling", tag=f", {s_steps} steps")
+            inv_sz = pack.invert(sz, s_steps)[0]
+            with Meter([pack.unet]) as m:
+                pack.edit(inv_sz, n, decode=False)
+            e = record("scaling", f"pack Guided Edit {sz}px, {s_steps} steps, {n} concepts", m)
             del inv_sz
             with Meter([pack.unet]) as m:
                 pack.floor(sz, s_steps, 1 + n)
             f = record("scaling", f"floor {sz}px, {s_steps} x batch {1 + n}", m)
-            scaling.append((f"{n} concepts, {sz}px", e, f, i))
+            scaling.append((f"{n} concepts, {sz}px", e, f))
 
-    print_table(summary, scaling, size, steps, n, time.perf_counter() - started)
-
-
-def print_table(s, scaling, size, steps, n, total):
-    v = versions()
-    print("\n" + "=" * 100)
-    print(f"LEDITS++ benchmark, {time.strftime('%Y-%m-%d')}: {machine()}; " +
-          ", ".join(f"{k} {val}" for k, val in v.items()))
-    print(f"Random SD1.5-architecture weights (fp32), {size}x{size}, {steps} steps, skip {ARGS.skip}, "
-          f"{n} concepts, intersect masks, device {ARGS.device}; total bench time {total:.0f} s\n")
-    print("| phase | diffusers | pack | ComfyUI floor | pack / floor | diffusers / pack |")
-    print("|---|---|---|---|---|---|")
-
-    def fmt(x):
-        return f"{x['s']:.2f} s, {x['calls']} calls / {x['rows']} rows" if x else "-"
-    d_inv, d_edit = s.get("d_inv"), s.get("d_edit")
-    p_inv, p_edit = s["p_inv"], s["p_edit"]
-    # floor of the pack's phases: the same sampling rows, plus VAE encode (inversion) / decode (edit);
-    # the encode+decode run is split half and half (both are in the floor row of the total)
-    f_inv = dict(s["f_inv"], s=s["f_inv"]["s"] + s["f_vae"]["s"] / 2)
-    f_edit = dict(s["f_edit"], s=s["f_edit"]["s"] + s["f_vae"]["s"] / 2)
-    rows = [("inversion (incl. VAE encode)", d_inv, p_inv, f_inv), ("edit (incl. VAE decode)", d_edit, p_edit, f_edit)]
-    tot = lambda *xs: None if any(x is None for x in xs) else \
-        {"s": sum(x["s"] for x in xs), "calls": sum(x["calls"] for x in xs), "rows": sum(x["rows"] for x in xs)}
-    rows.append(("inversion + edit", tot(d_inv, d_edit), tot(p_inv, p_edit), tot(f_inv, f_edit)))
-    for name, d, p, f in rows:
-        ratio_f = f"{p['s'] / f['s']:.3f}" if f else "-"
-        ratio_d = f"**{d['s'] / p['s']:.2f}x**" if d else "-"
-        print(f"| {name} | {fmt(d)} | {fmt(p)} | {fmt(f)} | {ratio_f} | {ratio_d} |")
-    # memory
-    print("\n| memory (GiB) | diffusers | pack | diffusers / pack |")
-    print("|---|---|---|---|")
-    if d_inv:
-        print(f"| weights (parameter bytes) | {s['d_weights'] / 2**30:.2f} | {s['p_weights'] / 2**30:.2f} | |")
-    for name, d, p in (("inversion: peak RSS", d_inv, p_inv), ("edit: peak RSS", d_edit, p_edit)):
-        dp = f"{d['peak_gib']:.2f}" if d else "-"
-        print(f"| {name} | {dp} | {p['peak_gib']:.2f} | |")
-    for name, d, p in (("inversion: activation (peak - before)", d_inv, p_inv),
-                       ("edit: activation (peak - before)", d_edit, p_edit)):
-        dp = f"{d['act_gib']:.2f}" if d else "-"
-        ratio = f"{d['act_gib'] / max(p['act_gib'], 1e-3):.1f}x" if d else "-"
-        print(f"| {name} | {dp} | {p['act_gib']:.2f} | {ratio} |")
-    # overhead of the pack's own work
-    nodes_only = (p_inv["s"] + p_edit["s"]) / (s["f_inv"]["s"] + s["f_edit"]["s"] + s["f_vae"]["s"])
-    edit_only = p_edit["s"] / (s["f_edit"]["s"] + s["f_vae"]["s"] / 2)
-    print(f"\npack / floor end to end: {nodes_only:.3f} (edit alone {edit_only:.3f}); "
-          f"UNet rows pack {p_inv['rows'] + p_edit['rows']} vs floor {s['f_inv']['rows'] + s['f_edit']['rows']}")
-    if "p_inv_batched" in s:
-        b = s["p_inv_batched"]
-        print(f"batched inversion ({b['calls']} calls / {b['rows']} rows): {b['s']:.2f} s vs {p_inv['s']:.2f} s "
-              f"one step per call -> gain {p_inv['s'] / b['s']:.2f}x; activation {b['act_gib']:.2f} vs "
-              f"{p_inv['act_gib']:.2f} GiB; z difference {s['batched_zs_err']:.2g}")
-    if scaling:
-        print("\n| scaling | pack edit | floor | pack / floor | pack activation GiB |")
-        print("|---|---|---|---|---|")
-        for item in scaling:
-            name, e, f = item[:3]
-            print(f"| {name} | {e['s']:.2f} s ({e['rows']} rows) | {f['s']:.2f} s | {e['s'] / f['s']:.3f} | "
-                  f"{e['act_gib']:.2f} |")
-    print("=" * 100, flush=True)
+    precision = run_precision(pack, folder) if ARGS.precision else []
+    print_table(ARGS, summary, scaling, precision, n, time.perf_counter() - started)
+    shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
 if __name__ == "__main__":
