@@ -64,9 +64,10 @@ def replay_sampler(inversion, node="LEDITS++ Sampler"):
         check_inversion_matches(inversion, model.inner_model.model_patcher, node, x.shape)
         expected = inversion.sigmas
         if sigmas.shape != expected.shape or not torch.allclose(sigmas.float().cpu(), expected, rtol=1e-4, atol=1e-6):
-            raise ValueError(
-                f"{node}: the SIGMAS ({sigmas.numel() - 1} steps) differ from the inversion's "
-                f"({expected.numel() - 1} steps); connect the `sigmas` output of LEDITS++ Inversion")
+            what = (f"({sigmas.numel() - 1} steps) differ from the inversion's ({expected.numel() - 1} steps)"
+                    if sigmas.shape != expected.shape else f"differ from the inversion's ({expected.numel() - 1} "
+                    "steps, other values: another scheduler, denoise or skip?)")
+            raise ValueError(f"{node}: the SIGMAS {what}; connect the `sigmas` output of LEDITS++ Inversion")
         x_T = inversion.x_T.to(device=x.device)
         if not torch.allclose(x.float(), x_T, rtol=1e-3, atol=1e-3):
             raise ValueError(
