@@ -77,5 +77,12 @@ def pytest_generate_tests(metafunc):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not INNER and not HOSTS:
+    if INNER:
+        return
+    if not HOSTS:
         terminalreporter.write_line("!!! " + NO_HOST, yellow=True, bold=True)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == "host_tier" and getattr(report, "when", "call") == "call":
+                    terminalreporter.write_line(value, bold=True)

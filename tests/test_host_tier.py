@@ -59,7 +59,7 @@ def run_streaming(cmd, env):
     return returncode, "".join(lines)
 
 
-def test_host_tier(host_root):
+def test_host_tier(host_root, record_property):
     python = host_python(host_root)
     probe = subprocess.run([python, "-c", "import pytest"], capture_output=True, text=True)
     if probe.returncode != 0:
@@ -73,7 +73,9 @@ def test_host_tier(host_root):
     started = time.monotonic()
     returncode, output = run_streaming(cmd, env)
     counts, summary = parse_summary(output)
-    print(f"=== host tier on {host_root}: exit {returncode}, {summary} ({time.monotonic() - started:.0f} s wall)")
+    line = f"host tier on {host_root}: exit {returncode}, {summary} ({time.monotonic() - started:.0f} s wall)"
+    print("=== " + line)
+    record_property("host_tier", line)          # repeated in the final summary (conftest), pass or fail
     if returncode == 5:
         pytest.fail(f"host tier on {host_root} collected no tests (exit 5): {summary}", pytrace=False)
     assert returncode == 0, f"host tier failed on {host_root} (exit {returncode}): {summary}"
