@@ -49,9 +49,9 @@ class LEditsPPInversion(io.ComfyNode):
                                tooltip="Guidance scale of the source prompt (only used when `positive` is "
                                        "connected)."),
                 io.Int.Input("batch_steps", default=1, min=1, max=64, optional=True,
-                             tooltip="Model calls of this many steps run as one batch (faster on GPUs, more "
-                                     "memory; the replay then matches to float round-off). 1 = one step at "
-                                     "a time: the replay is bit-exact."),
+                             tooltip="Model calls of this many steps run as one batch (faster, more memory; "
+                                     "capped to what fits in free memory; the replay then matches to float "
+                                     "round-off). 1 = one step at a time: the replay is bit-exact."),
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="Optional source prompt describing the image."),
                 io.Conditioning.Input("negative", optional=True,

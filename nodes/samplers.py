@@ -4,6 +4,8 @@ Running inside `guider.sample` lets ComfyUI load the model, process conds (SDXL 
 ControlNets, hooks), apply wrappers and clean up; the functions here only drive the shared
 ledits_core solver. The step index is passed to the guider through transformer_options.
 """
+import logging
+
 import torch
 
 import comfy.model_management
@@ -45,12 +47,28 @@ def _batched_denoiser(model, extra_args):
     return lambda xs, rows, steps: denoise(xs, rows, steps[0])
 
 
+def steps_that_fit(model, x, batch_steps):
+    """Cap a batched inversion's steps per call so one call fits in free memory, by the host's own
+    estimate (the test ComfyUI applies before batching conds: memory_required x 1.5 < free)."""
+    base_model = getattr(getattr(model, "inner_model", None), "inner_model", None)
+    if batch_steps <= 1 or not hasattr(base_model, "memory_required"):
+        return batch_steps
+    free = comfy.model_management.get_free_memory(x.device)
+    steps = batch_steps
+    while steps > 1 and base_model.memory_required([steps * x.shape[0], *x.shape[1:]]) * 1.5 >= free:
+        steps -= 1
+    return steps
+
+
 def inversion_sampler(noise, holder, batch_steps=1):
     """A SAMPLER that inverts the clean latent it is given and returns the start latent x_T."""
     def sample_ledits_inversion(model, x, sigmas, extra_args=None, callback=None, disable=None):
         progress = _progress(callback, sigmas)
-        if batch_steps > 1:
-            result = invert_batched(_batched_denoiser(model, extra_args), x, sigmas, noise, batch_steps, progress)
+        per_call = steps_that_fit(model, x, batch_steps)
+        if per_call < batch_steps:
+            logging.info("LEDITS++ Inversion: batch_steps %d -> %d to fit in free memory", batch_steps, per_call)
+        if per_call > 1:
+            result = invert_batched(_batched_denoiser(model, extra_args), x, sigmas, noise, per_call, progress)
         else:
             result = invert(_denoiser(model, extra_args), x, sigmas, noise, progress)
         holder["inversion"] = result

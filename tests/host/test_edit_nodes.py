@@ -1,4 +1,7 @@
 """Issue #3 behaviour: reconstruction, node path = core path, custom-sampler path, determinism."""
+import sys
+import types
+
 import pytest
 import torch
 
@@ -149,3 +152,26 @@ def test_batched_inversion_steps(load_tiny, run_node, empty_cond, layout):
     # the batched model calls round differently from the replay's single-step calls; the random
     # tiny UNets amplify that to ~1e-4 relative (the default batch_steps=1 is bit-exact)
     assert err <= 1e-3 * scale
+
+
+def test_batched_inversion_fits_free_memory(comfy_host, monkeypatch):
+    """batch_steps is capped by ComfyUI's own estimate (memory_required x 1.5 < free memory)."""
+    samplers = sys.modules[comfy_host["pack"].__name__ + ".nodes.samplers"]
+    per_row = 100.0
+    base_model = types.SimpleNamespace(memory_required=lambda shape, cond_shapes={}: shape[0] * per_row)
+    model = types.SimpleNamespace(inner_model=types.SimpleNamespace(inner_model=base_model))
+    x = torch.zeros(2, 4, 8, 8)                      # 2 images: a step costs 2 rows = 300 with the margin
+    for free, expected in ((10_000, 8), (1_000, 3), (900, 2), (10, 1)):
+        monkeypatch.setattr(samplers.comfy.model_management, "get_free_memory", lambda *a, **k: free)
+        assert samplers.steps_that_fit(model, x, 8) == expected, free
+    assert samplers.steps_that_fit(model, x, 1) == 1
+
+
+def test_batched_inversion_capped_to_one_step_is_exact(load_tiny, run_node, empty_cond, monkeypatch):
+    """When no batch fits, the inversion falls back to one step per call: bit-exact replay."""
+    model = load_tiny("sd15")[0]
+    latent = random_latent(1, 16, 16, seed=9)
+    one = invert(run_node, model, latent, 4, empty_cond["sd15"], seed=3)[0]
+    monkeypatch.setattr(model.model, "memory_required", lambda shape, cond_shapes={}: float("inf"))
+    capped = invert(run_node, model, latent, 4, empty_cond["sd15"], seed=3, batch_steps=4)[0]
+    assert torch.equal(one.zs, capped.zs) and torch.equal(one.x_T, capped.x_T)
