@@ -99,6 +99,10 @@ def print_table(args, s, scaling, precision, n, total):
         print(f"batched inversion ({b['calls']} calls / {b['rows']} rows): {b['s']:.2f} s vs {p_inv['s']:.2f} s "
               f"one step per call -> gain {p_inv['s'] / b['s']:.2f}x; activation {b['act_gib']:.2f} vs "
               f"{p_inv['act_gib']:.2f} GiB; z difference {s['batched_zs_err']:.2g}")
+        if d_inv:
+            total = b["s"] + p_edit["s"]
+            print(f"inversion (batched) + edit: {total:.2f} s -> diffusers / pack "
+                  f"{(d_inv['s'] + d_edit['s']) / total:.2f}x")
     if scaling:
         print("\n| scaling (no VAE) | pack Guided Edit | floor sampling | pack / floor | pack activation GiB |")
         print("|---|---|---|---|---|")
