@@ -168,12 +168,19 @@ class ComfyServer:
                 self.proc.wait(timeout=10)
 
 
-def _prepare_dirs(base):
-    """Temp folders for the server; custom_nodes links the pack and the fixture node."""
+def installed_in(host_root):
+    """True when this pack sits in the host's own custom_nodes (main.py loads it from there)."""
+    return REPO.parent.name == "custom_nodes" and REPO.parent.parent == pathlib.Path(host_root).resolve()
+
+
+def _prepare_dirs(base, link_pack=True):
+    """Temp folders for the server; custom_nodes links the fixture node and, unless the host
+    already loads the pack from its own custom_nodes (a second copy would register twice), the pack."""
     dirs = {name: base / name for name in ("custom_nodes", "output", "input", "temp", "user")}
     for path in dirs.values():
         path.mkdir(parents=True, exist_ok=True)
-    (dirs["custom_nodes"] / PACK_LINK).symlink_to(REPO, target_is_directory=True)
+    if link_pack:
+        (dirs["custom_nodes"] / PACK_LINK).symlink_to(REPO, target_is_directory=True)
     (dirs["custom_nodes"] / FIXTURE_LINK).symlink_to(FIXTURE_NODE, target_is_directory=True)
     return dirs
 
@@ -187,7 +194,8 @@ def _extra_paths_yaml(path, custom_nodes, checkpoints):
 
 def start_server(host_root, base, checkpoints_dir):
     """Start main.py on a free port and wait for /system_stats; returns a ComfyServer."""
-    dirs = _prepare_dirs(base)
+    link_pack = not installed_in(host_root)
+    dirs = _prepare_dirs(base, link_pack)
     config = _extra_paths_yaml(base / "extra_model_paths.yaml", dirs["custom_nodes"], checkpoints_dir)
     port = _free_port()
     cmd = [sys.executable, "main.py", "--cpu", "--use-pytorch-cross-attention", "--disable-api-nodes",
@@ -216,13 +224,14 @@ def start_server(host_root, base, checkpoints_dir):
             raise AssertionError(f"server not ready after {READY_TIMEOUT_S} s; log tail:\n{server.log_tail()}")
         time.sleep(0.25)
     server.ready_s = time.monotonic() - started
+    server.pack_folder = PACK_LINK if link_pack else REPO.name    # the pack's folder name in this server
     return server
 
 
 def check_registration(server):
     """Fail loudly when the pack or the fixture node did not import in the server."""
     pack_written = (REPO / "nodes" / "__init__.py").exists()  # else test_harness xfails registration
-    failures = server.import_failures(*([PACK_LINK, FIXTURE_LINK] if pack_written else [FIXTURE_LINK]))
+    failures = server.import_failures(*([server.pack_folder, FIXTURE_LINK] if pack_written else [FIXTURE_LINK]))
     assert not failures, "custom node import failed in the server:\n" + "\n".join(failures) + \
         "\n--- log tail ---\n" + server.log_tail()
     if not pack_written:

@@ -20,7 +20,6 @@ EXPECTED = {"ledits_edit_sd15", "ledits_edit_sdxl", "ledits_custom_sampler", "le
             "ledits_reconstruct"}
 UI_ONLY = {"Note", "MarkdownNote"}                 # front-end-only nodes (not in /object_info)
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
-PACK_LINK = "ComfyUI-LEDITS-PP"                   # the pack's folder name in the test server
 # (tiny layout, input image size): SD1.5 latent <= 32x32, SDXL cheap up to 64x64; both non-square.
 RUN_AS = {"ledits_edit_sdxl": ("sdxl", (192, 128))}
 DEFAULT_RUN = ("sd15", (128, 64))
@@ -199,10 +198,10 @@ def test_workflow_folder_is_what_users_see():
 
 def test_server_lists_the_templates(server):
     listed = server.get_json("/workflow_templates")
-    assert sorted(listed.get(PACK_LINK, [])) == WORKFLOWS, listed
-    status, body = server.http("GET", f"/api/workflow_templates/{PACK_LINK}/{WORKFLOWS[0]}.jpg")
+    assert sorted(listed.get(server.pack_folder, [])) == WORKFLOWS, listed
+    status, body = server.http("GET", f"/api/workflow_templates/{server.pack_folder}/{WORKFLOWS[0]}.jpg")
     assert status == 200 and body[:3] == b"\xff\xd8\xff"
-    status, body = server.http("GET", f"/api/workflow_templates/{PACK_LINK}/{WORKFLOWS[0]}.json")
+    status, body = server.http("GET", f"/api/workflow_templates/{server.pack_folder}/{WORKFLOWS[0]}.json")
     assert status == 200 and body["nodes"]
 
 
