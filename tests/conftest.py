@@ -29,8 +29,10 @@ def discover_hosts():
         candidates = [pathlib.Path(p).expanduser() for p in os.environ["COMFYUI_PATH"].split(":") if p]
     else:
         candidates = []
-        if REPO.parent.name == "custom_nodes":
-            candidates.append(REPO.parent.parent)
+        # the pack's folder as resolved, or as the shell sees it (a symlink in custom_nodes)
+        for pack in (REPO, pathlib.Path(os.environ.get("PWD") or ".")):
+            if pack.parent.name == "custom_nodes" and pack.resolve() == REPO:
+                candidates.append(pack.parent.parent)
         candidates += [pathlib.Path.home() / "ComfyUI", pathlib.Path.home() / "ComfyUI-0.3.64"]
     hosts = []
     for path in candidates:

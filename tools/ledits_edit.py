@@ -81,8 +81,12 @@ def find_comfyui(explicit):
         candidates.append(("--comfyui", explicit))
     elif os.environ.get("COMFYUI_PATH"):
         candidates.append(("COMFYUI_PATH", os.environ["COMFYUI_PATH"].split(os.pathsep)[0]))
-    elif PACK.parent.name == "custom_nodes":
-        candidates.append(("the ComfyUI folder around this pack", str(PACK.parent.parent)))
+    else:
+        # the pack's folder as given (a symlink in custom_nodes keeps that name) or as resolved
+        for pack in (pathlib.Path(os.path.abspath(__file__)).parents[1], PACK):
+            if pack.parent.name == "custom_nodes":
+                candidates.append(("the ComfyUI folder around this pack", str(pack.parent.parent)))
+                break
     if not candidates:
         raise UsageError("no ComfyUI found: set COMFYUI_PATH to your ComfyUI folder (the one with main.py) "
                          "or pass --comfyui PATH")

@@ -168,9 +168,12 @@ class ComfyServer:
                 self.proc.wait(timeout=10)
 
 
-def installed_in(host_root):
-    """True when this pack sits in the host's own custom_nodes (main.py loads it from there)."""
-    return REPO.parent.name == "custom_nodes" and REPO.parent.parent == pathlib.Path(host_root).resolve()
+def installed_as(host_root):
+    """The folder name under which the host's own custom_nodes holds this pack (a copy or a
+    symlink; main.py loads it from there), else None."""
+    folder = pathlib.Path(host_root) / "custom_nodes"
+    entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    return next((entry.name for entry in entries if entry.resolve() == REPO), None)
 
 
 def _prepare_dirs(base, link_pack=True):
@@ -194,7 +197,8 @@ def _extra_paths_yaml(path, custom_nodes, checkpoints):
 
 def start_server(host_root, base, checkpoints_dir):
     """Start main.py on a free port and wait for /system_stats; returns a ComfyServer."""
-    link_pack = not installed_in(host_root)
+    installed = installed_as(host_root)
+    link_pack = installed is None
     dirs = _prepare_dirs(base, link_pack)
     config = _extra_paths_yaml(base / "extra_model_paths.yaml", dirs["custom_nodes"], checkpoints_dir)
     port = _free_port()
@@ -224,7 +228,7 @@ def start_server(host_root, base, checkpoints_dir):
             raise AssertionError(f"server not ready after {READY_TIMEOUT_S} s; log tail:\n{server.log_tail()}")
         time.sleep(0.25)
     server.ready_s = time.monotonic() - started
-    server.pack_folder = PACK_LINK if link_pack else REPO.name    # the pack's folder name in this server
+    server.pack_folder = installed or PACK_LINK                   # the pack's folder name in this server
     return server
 
 
