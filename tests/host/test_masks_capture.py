@@ -143,3 +143,25 @@ def test_attention_capture_node_wraps_existing_patches(load_tiny, run_node):
                                                     resolution="latent/4", include_middle=True)[0],
                                  clip, random_latent(1, 32, 32), [("glasses", "intersect")], steps=3)
     assert record.steps[-1][0][0].shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize("backend", ["attention_sub_quad", "attention_split", "attention_basic"])
+def test_edit_under_every_cpu_attention_backend(load_tiny, run_node, monkeypatch, backend):
+    """ComfyUI picks its attention at start-up (sub-quadratic is the CPU default without
+    --use-pytorch-cross-attention): capture and edit give the same maps and latent under each."""
+    import comfy.ldm.modules.attention as attention
+    model, clip, _ = load_tiny("sd15")
+    latent = random_latent(1, 24, 16, seed=3)
+    reference = edit(run_node, model, clip, latent, [("glasses", "intersect")], steps=3)
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return getattr(attention, backend)(*args, **kwargs)
+    monkeypatch.setattr(attention, "optimized_attention", counted)
+    monkeypatch.setattr(attention, "optimized_attention_masked", counted)
+    edited, masks, record = edit(run_node, model, clip, latent, [("glasses", "intersect")], steps=3)
+    assert calls, "the backend was not used"
+    assert torch.allclose(edited["samples"], reference[0]["samples"], atol=1e-3, rtol=1e-3)
+    for got, want in zip(record.steps, reference[2].steps):
+        assert torch.allclose(got[0][0], want[0][0], atol=1e-4)
