@@ -6,6 +6,29 @@ import uuid
 import torch
 
 
+def inversion_node(model, latent, steps, seed, negative, skip=0.15):
+    return {"class_type": "LEditsPPInversion", "inputs": {
+        "model": model, "latent": latent, "steps": steps, "skip": skip, "seed": seed, "schedule": "exact",
+        "source_cfg": 3.5, "negative": negative}}
+
+
+def concept_node(clip, text, reverse=False, threshold=0.9, mask_type="intersect", previous=None):
+    node = {"class_type": "LEditsPPEditConcept", "inputs": {
+        "clip": clip, "text": text, "scale": 5.0, "threshold": threshold, "reverse": reverse, "warmup": 0,
+        "cooldown": 10000, "mask_type": mask_type}}
+    if previous:
+        node["inputs"]["concepts"] = [previous, 0]
+    return node
+
+
+def edit_node(model, inversion, concepts=None):
+    node = {"class_type": "LEditsPPGuidedEdit", "inputs": {
+        "model": model, "inversion": inversion, "cfg": 7.5, "guidance_rescale": 0.0}}
+    if concepts:
+        node["inputs"]["concepts"] = concepts
+    return node
+
+
 def edit_api_prompt(ckpt, concept="glasses", steps=3, seed=0, edit_ckpt=None, width=64, height=64):
     """API-format prompt: tiny checkpoint -> empty latent -> Inversion -> one concept -> Guided Edit
     -> SaveLatent (node ids: 1 loader, 2 empty text, 3 latent, 4 inversion, 5 concept, 6 edit, 7 save)."""
@@ -13,14 +36,9 @@ def edit_api_prompt(ckpt, concept="glasses", steps=3, seed=0, edit_ckpt=None, wi
         "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
         "3": {"class_type": "EmptyLatentImage", "inputs": {"width": width, "height": height, "batch_size": 1}},
-        "4": {"class_type": "LEditsPPInversion", "inputs": {
-            "model": ["1", 0], "latent": ["3", 0], "steps": steps, "skip": 0.15, "seed": seed,
-            "schedule": "exact", "source_cfg": 3.5, "negative": ["2", 0]}},
-        "5": {"class_type": "LEditsPPEditConcept", "inputs": {
-            "clip": ["1", 1], "text": concept, "scale": 5.0, "threshold": 0.9, "reverse": False, "warmup": 0,
-            "cooldown": 10000, "mask_type": "intersect"}},
-        "6": {"class_type": "LEditsPPGuidedEdit", "inputs": {
-            "model": ["1", 0], "inversion": ["4", 0], "concepts": ["5", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
+        "4": inversion_node(["1", 0], ["3", 0], steps, seed, ["2", 0]),
+        "5": concept_node(["1", 1], concept),
+        "6": edit_node(["1", 0], ["4", 0], ["5", 0]),
         "7": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "ledits_bad_input"}},
     }
     if edit_ckpt:
@@ -49,11 +67,8 @@ def prompt_for(ckpt, image, concepts=(("glasses", False),), steps=4, seed=0, bat
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
         "3": {"class_type": "LoadImage", "inputs": {"image": image}},
         "4": {"class_type": "VAEEncode", "inputs": {"pixels": ["3", 0], "vae": ["1", 2]}},
-        "5": {"class_type": "LEditsPPInversion", "inputs": {
-            "model": ["1", 0], "latent": latent, "steps": steps, "skip": skip, "seed": seed,
-            "schedule": "exact", "source_cfg": 3.5, "negative": ["2", 0]}},
-        "8": {"class_type": "LEditsPPGuidedEdit", "inputs": {
-            "model": ["1", 0], "inversion": ["5", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
+        "5": inversion_node(["1", 0], latent, steps, seed, ["2", 0], skip=skip),
+        "8": edit_node(["1", 0], ["5", 0]),
         "11": {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": prefix + "_edit"}},
         "12": {"class_type": "SaveLatent", "inputs": {"samples": latent, "filename_prefix": prefix + "_src"}},
     }
@@ -65,11 +80,7 @@ def prompt_for(ckpt, image, concepts=(("glasses", False),), steps=4, seed=0, bat
     previous = None
     for i, (text, reverse) in enumerate(concepts):
         node = str(20 + i)
-        prompt[node] = {"class_type": "LEditsPPEditConcept", "inputs": {
-            "clip": ["1", 1], "text": text, "scale": 5.0, "threshold": threshold, "reverse": reverse,
-            "warmup": 0, "cooldown": 10000, "mask_type": mask_type}}
-        if previous:
-            prompt[node]["inputs"]["concepts"] = [previous, 0]
+        prompt[node] = concept_node(["1", 1], text, reverse, threshold, mask_type, previous)
         previous = node
     if previous:
         prompt["8"]["inputs"]["concepts"] = [previous, 0]

@@ -198,8 +198,7 @@ def _extra_paths_yaml(path, custom_nodes, checkpoints):
 def start_server(host_root, base, checkpoints_dir):
     """Start main.py on a free port and wait for /system_stats; returns a ComfyServer."""
     installed = installed_as(host_root)
-    link_pack = installed is None
-    dirs = _prepare_dirs(base, link_pack)
+    dirs = _prepare_dirs(base, link_pack=installed is None)
     config = _extra_paths_yaml(base / "extra_model_paths.yaml", dirs["custom_nodes"], checkpoints_dir)
     port = _free_port()
     cmd = [sys.executable, "main.py", "--cpu", "--use-pytorch-cross-attention", "--disable-api-nodes",

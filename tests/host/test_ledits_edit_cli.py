@@ -99,7 +99,7 @@ def one_error_line(proc, *needles):
 
 def test_errors_are_one_clear_line(comfy_host, tmp_path):
     root = comfy_host["root"]
-    if TOOL.resolve().parents[1].parent.name != "custom_nodes":   # else it finds the ComfyUI it sits in
+    if REPO.parent.name != "custom_nodes":                        # else it finds the ComfyUI it sits in
         proc = run_tool(["--out", tmp_path / "o"], cwd=tmp_path)                  # no COMFYUI_PATH
         assert proc.returncode == 2
         one_error_line(proc, "no ComfyUI found", "COMFYUI_PATH")
