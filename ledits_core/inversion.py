@@ -1,14 +1,16 @@
 """Edit-friendly inversion (noise maps z) and its replay.
 
-Inversion: noise the clean latent independently at every kept sigma, x_i = x0 + sigma_i eps_i
-(the last step's target is x0 itself), evaluate the denoiser on x_i and store the z that makes the
-shared solver step land exactly on x_{i+1}. Replay runs the same step with the stored z's and any
+Inversion: noise the clean latent independently at every kept sigma, x_i = alpha_i x0 + sigma_i eps_i
+(alpha = 1 for VE models, 1 - sigma for flow models; the last step's target is x0 itself),
+evaluate the denoiser on x_i and store the z that makes the shared solver step land exactly on
+x_{i+1}. Replay runs the same step with the stored z's and any
 denoiser; with the inversion's denoiser it returns x0 (up to float round-off).
 """
 from dataclasses import dataclass
 
 import torch
 
+from .parametrization import VE
 from .solver import plan_steps, solver_step, step_mean
 
 
@@ -44,23 +46,30 @@ def draw_inversion_noise(shape, steps, seed):
     return torch.stack(draws[::-1])
 
 
-def invert(denoise, x0, sigmas, noise, callback=None):
+def _auxiliary(x0, sigmas, noise, form, i):
+    """x_i = alpha_i x0 + sigma_i eps_i; the clean latent itself after the last step."""
+    if i == noise.shape[0]:
+        return x0
+    sigma = sigmas[i]
+    return form.scale_clean(x0, float(sigma)) + sigma.to(device=x0.device, dtype=torch.float32) * noise[i]
+
+
+def invert(denoise, x0, sigmas, noise, callback=None, form=VE):
     """Compute the noise maps z for `x0` along `sigmas` (N+1 values) with `noise` (N draws).
 
     `denoise(x, sigma, i)` returns the x0 estimate (the same function must be used in `replay`
     for an exact round trip). `callback(i, x_next, denoised)` is called after every step.
     """
     _check_latent(x0)
-    plan = plan_steps(sigmas)
+    plan = plan_steps(sigmas, form)
     n = len(plan)
     if noise.shape[0] != n or tuple(noise.shape[1:]) != tuple(x0.shape):
         raise ValueError(f"noise must have shape ({n}, {tuple(x0.shape)}); got {tuple(noise.shape)}")
     x0 = x0.float()
     noise = noise.to(device=x0.device, dtype=torch.float32)
-    sigma_values = sigmas.to(device=x0.device, dtype=torch.float32)
 
     def auxiliary(i):
-        return x0 if i == n else x0 + sigma_values[i] * noise[i]
+        return _auxiliary(x0, sigmas, noise, form, i)
 
     x = auxiliary(0)
     x_T = x.clone()
@@ -82,7 +91,7 @@ def invert(denoise, x0, sigmas, noise, callback=None):
     return Inversion(x_T=x_T, zs=torch.stack(zs), sigmas=sigmas.detach().float().cpu().clone())
 
 
-def invert_batched(denoise_many, x0, sigmas, noise, chunk_steps, callback=None):
+def invert_batched(denoise_many, x0, sigmas, noise, chunk_steps, callback=None, form=VE):
     """`invert` with the denoiser calls of `chunk_steps` steps batched into one call.
 
     Every auxiliary latent is known up front, so the calls are independent: `denoise_many(xs,
@@ -94,14 +103,14 @@ def invert_batched(denoise_many, x0, sigmas, noise, chunk_steps, callback=None):
     _check_latent(x0)
     if chunk_steps < 1:
         raise ValueError("chunk_steps must be >= 1")
-    plan = plan_steps(sigmas)
+    plan = plan_steps(sigmas, form)
     n, batch = len(plan), x0.shape[0]
     if noise.shape[0] != n or tuple(noise.shape[1:]) != tuple(x0.shape):
         raise ValueError(f"noise must have shape ({n}, {tuple(x0.shape)}); got {tuple(noise.shape)}")
     x0 = x0.float()
     noise = noise.to(device=x0.device, dtype=torch.float32)
     sigma_values = sigmas.to(device=x0.device, dtype=torch.float32)
-    auxiliary = [x0 + sigma_values[i] * noise[i] for i in range(n)] + [x0]
+    auxiliary = [_auxiliary(x0, sigmas, noise, form, i) for i in range(n + 1)]
     denoised = [None] * n
     for start in range(0, n, chunk_steps):
         steps = list(range(start, min(n, start + chunk_steps)))
@@ -119,10 +128,10 @@ def invert_batched(denoise_many, x0, sigmas, noise, chunk_steps, callback=None):
     return Inversion(x_T=auxiliary[0].clone(), zs=torch.stack(zs), sigmas=sigmas.detach().float().cpu().clone())
 
 
-def replay(denoise, x_T, sigmas, zs, callback=None):
+def replay(denoise, x_T, sigmas, zs, callback=None, form=VE):
     """Run the solver from x_T with the stored z's; returns the final latent (float32)."""
     _check_latent(x_T, "start latent")
-    plan = plan_steps(sigmas)
+    plan = plan_steps(sigmas, form)
     if zs.shape[0] != len(plan) or tuple(zs.shape[1:]) != tuple(x_T.shape):
         raise ValueError(f"the inversion has {zs.shape[0]} noise maps of shape {tuple(zs.shape[1:])}, "
                          f"but the replay has {len(plan)} steps on a latent of shape {tuple(x_T.shape)}")

@@ -93,3 +93,17 @@ def custom_sigmas(sigmas, skip=0.0, final_sigma=None):
 def kept_steps(sigmas):
     """Number of solver steps in a kept-sigma list."""
     return int(sigmas.numel()) - 1
+
+
+def below_pure_noise(sigmas, max_sigma, first_sigma):
+    """A schedule whose first sigma reaches `max_sigma` (a flow model's sigma = 1: alpha = 0, pure
+    noise, infinite half-log-SNR) starts at `first_sigma` instead, as ComfyUI's SDE samplers do
+    (`offset_first_sigma_for_snr`: model_sampling.percent_to_sigma(1e-4)). Other schedules are
+    returned unchanged."""
+    if float(sigmas[0]) < max_sigma:
+        return sigmas
+    if len(sigmas) > 1 and not float(sigmas[1]) < first_sigma < max_sigma:
+        raise ValueError(f"cannot start the schedule at {first_sigma}: its second sigma is {float(sigmas[1])}")
+    out = sigmas.clone()
+    out[0] = first_sigma
+    return out
