@@ -1,19 +1,15 @@
-"""Cross-attention capture as attn2 replace patches (the model-patch adapter of ledits_core.attention).
+"""What every attention-capture adapter shares: the config, the per-call request, and the keys
+under which they travel in transformer_options.
 
-A `CapturePatch` sits at each cross-attention site of the chosen UNet level. It returns exactly
-what attention would return (it calls the previously registered replace patch of that site, if
-another pack installed one, else the host's optimized attention kernel) and, only when the
-current UNet call carries a `CaptureRequest` in transformer_options, recomputes probabilities for
-the concept rows. The request lives in a per-call copy of model_options, so nothing leaks
+An adapter (nodes/unet_capture.py: UNet cross-attention sites; nodes/dit_capture.py: DiT joint
+attention) records into a `CaptureRequest` only when the current model call carries one in its
+transformer_options. The request lives in a per-call copy of model_options, so nothing leaks
 between runs, graphs or cloned models.
 """
-import math
 import threading
 from dataclasses import dataclass
 
-import comfy.ldm.modules.attention as host_attention
-
-from ..ledits_core import AttentionAccumulator, attention_grid, concept_attention
+from ..ledits_core import AttentionAccumulator
 
 REQUEST_KEY = "ledits_pp_capture_request"
 CONFIG_KEY = "ledits_pp_capture_config"
@@ -21,111 +17,37 @@ CONFIG_KEY = "ledits_pp_capture_config"
 
 @dataclass(frozen=True)
 class CaptureConfig:
-    divisor: int = 4                # record at the latent/4 level (the references' choice)
-    include_middle: bool = False    # the references skip the middle block
-
-
-class CapturePatch:
-    """attn2 replace: pass-through attention plus optional probability capture."""
-
-    is_ledits_capture = True
-
-    def __init__(self, previous=None):
-        self.previous = previous
-
-    def __call__(self, q, k, v, extra_options):
-        request = extra_options.get(REQUEST_KEY)
-        if request is not None:
-            request.record(q, k, extra_options)
-        if self.previous is not None:
-            return self.previous(q, k, v, extra_options)
-        return host_attention.optimized_attention(
-            q, k, v, extra_options["n_heads"], attn_precision=extra_options.get("attn_precision"),
-            transformer_options=extra_options)
+    divisor: int = 4                # UNet: record at the latent/4 level (the references' choice)
+    include_middle: bool = False    # UNet: the references skip the middle block
+    blocks: str = "auto"            # DiT: which joint-attention blocks (see dit_capture.resolve_blocks)
 
 
 class CaptureRequest:
-    """What to record in one model evaluation: cond index -> (token positions, context length)."""
+    """What to record in one model evaluation: cond index -> (token positions, context length),
+    and the map grid (h, w) every recorded map must have."""
 
-    def __init__(self, concepts, latent_size, config):
+    def __init__(self, concepts, grid):
         self.concepts = dict(concepts)
-        self.grid = attention_grid(latent_size, config.divisor)
-        self.include_middle = config.include_middle
+        self.grid = tuple(grid)
         self.maps = AttentionAccumulator()
         self._lock = threading.Lock()   # batches may run in worker threads (multi-GPU hosts)
 
-    def record(self, q, k, extra_options):
-        block = extra_options.get("block")
-        if block is not None and block[0] == "middle" and not self.include_middle:
-            return
-        shape = extra_options.get("activations_shape")
-        if shape is None or tuple(shape[-2:]) != self.grid:
-            return
-        chunks = extra_options.get("cond_or_uncond") or []
-        if not chunks or q.shape[0] % len(chunks):
-            return
-        rows = q.shape[0] // len(chunks)
-        heads = extra_options["n_heads"]
-        for j, index in enumerate(chunks):
-            if index not in self.concepts:
-                continue
-            positions, context_length = self.concepts[index]
-            head_sum = concept_attention(q[j * rows:(j + 1) * rows], k[j * rows:(j + 1) * rows],
-                                         heads, positions, context_length)
-            with self._lock:
-                self.maps.add(index, head_sum, heads, self.grid)
+    def concept_chunks(self, transformer_options, batch):
+        """(rows slice, cond index) of every concept chunk in this call's batch."""
+        chunks = transformer_options.get("cond_or_uncond") or []
+        if not chunks or batch % len(chunks):
+            return []
+        rows = batch // len(chunks)
+        return [(slice(j * rows, (j + 1) * rows), index) for j, index in enumerate(chunks)
+                if index in self.concepts]
 
-
-def capture_sites(diffusion_model, config):
-    """(block, number, index) keys of the attn2 sites at latent/divisor, found by walking the UNet
-    and counting its down/upsampling layers (no hard-coded block numbers)."""
-    target = int(round(math.log2(config.divisor)))
-    sites, level = [], 0
-
-    def visit(name, number, block):
-        nonlocal level
-        for layer in block:
-            blocks = getattr(layer, "transformer_blocks", None)
-            if blocks is not None and level == target and (name != "middle" or config.include_middle):
-                sites.extend((name, number, j) for j in range(len(blocks))
-                             if getattr(blocks[j], "attn2", None) is not None)
-            kind = type(layer).__name__
-            if kind == "Downsample":
-                level += 1
-            elif kind == "Upsample":
-                level -= 1
-
-    for i, block in enumerate(diffusion_model.input_blocks):
-        visit("input", i, block)
-    visit("middle", 0, diffusion_model.middle_block)
-    for i, block in enumerate(diffusion_model.output_blocks):
-        visit("output", i, block)
-    return sites
-
-
-def _current_patch(replace, site):
-    return replace.get(site, replace.get(site[:2]))
-
-
-def install_capture(model_options, diffusion_model, config):
-    """A copy of model_options with a CapturePatch at every site (wrapping any patch already
-    there); the given dict is left untouched."""
-    options = dict(model_options)
-    transformer = dict(options.get("transformer_options", {}))
-    replace_all = dict(transformer.get("patches_replace", {}))
-    attn2 = dict(replace_all.get("attn2", {}))
-    for site in capture_sites(diffusion_model, config):
-        current = _current_patch(attn2, site)
-        if not getattr(current, "is_ledits_capture", False):
-            attn2[site] = CapturePatch(current)
-    replace_all["attn2"] = attn2
-    transformer["patches_replace"] = replace_all
-    options["transformer_options"] = transformer
-    return options
+    def add(self, index, head_sum, heads):
+        with self._lock:
+            self.maps.add(index, head_sum, heads, self.grid)
 
 
 def with_request(model_options, request):
-    """A copy of model_options whose UNet calls record into `request`."""
+    """A copy of model_options whose model calls record into `request`."""
     options = dict(model_options)
     transformer = dict(options.get("transformer_options", {}))
     transformer[REQUEST_KEY] = request
@@ -133,16 +55,12 @@ def with_request(model_options, request):
     return options
 
 
-def patch_model(model, config):
-    """A clone of the ModelPatcher with capture patches registered (the AttentionCapture node)."""
-    clone = model.clone()
-    replace = clone.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    for site in capture_sites(model.model.diffusion_model, config):
-        current = _current_patch(replace, site)
-        if not getattr(current, "is_ledits_capture", False):
-            clone.set_model_attn2_replace(CapturePatch(current), site[0], site[1], site[2])
-    clone.model_options.setdefault("transformer_options", {})[CONFIG_KEY] = config
-    return clone
+def copy_transformer_options(model_options):
+    """(model_options copy, its transformer_options copy): patches are added to the copies only."""
+    options = dict(model_options)
+    transformer = dict(options.get("transformer_options", {}))
+    options["transformer_options"] = transformer
+    return options, transformer
 
 
 def model_config(model_options):

@@ -1,8 +1,9 @@
 """LEditsPPEditConcept: one text concept to add or remove, chainable into a list."""
 from comfy_api.latest import io
 
-from ..ledits_core import EditConcept, concept_token_positions
+from ..ledits_core import EditConcept
 from ..ledits_core.guidance import MASK_TYPES
+from .families import concept_layout
 from .io_types import CATEGORY, Concepts
 from .values import ConceptSpec
 
@@ -11,20 +12,21 @@ NEVER = 10000
 
 
 def encode_concept(clip, text):
-    """CONDITIONING of `text` plus the positions of its own tokens, from the CLIP tokenizer.
-
-    Prompts longer than one 77-token chunk use every chunk (positions are offset by 77 per chunk,
-    like the concatenated conditioning)."""
-    tokens = clip.tokenize(text, return_word_ids=True)
-    stream = tokens["l"] if "l" in tokens else next(iter(tokens.values()))
-    positions = concept_token_positions(stream)
+    """CONDITIONING of `text` plus the positions of its own tokens in the model's text context
+    (laid out per text encoder: CLIP chunks of 77, SD3's CLIP + T5, Flux's T5; nodes/families.py)."""
+    positions, length = concept_layout(clip, clip.tokenize(text, return_word_ids=True))
     plain = clip.tokenize(text)
     if hasattr(clip, "encode_from_tokens_scheduled"):
         conditioning = clip.encode_from_tokens_scheduled(plain)
     else:
         out = clip.encode_from_tokens(plain, return_pooled=True, return_dict=True)
         conditioning = [[out.pop("cond"), out]]
-    return conditioning, tuple(positions), 77 * len(stream)
+    got = conditioning[0][0].shape[1]
+    if got != length:
+        raise ValueError(f"this CLIP ({type(clip.cond_stage_model).__name__}) gives {got} text tokens where "
+                         f"LEDITS++ expects {length}; its token layout is unknown, so concept masks cannot "
+                         "be placed. Use the text encoders of a supported model family")
+    return conditioning, tuple(positions), length
 
 
 class LEditsPPEditConcept(io.ComfyNode):
@@ -37,7 +39,7 @@ class LEditsPPEditConcept(io.ComfyNode):
             description="One edit instruction (e.g. + 'glasses', - 'cat', + 'watercolor'). Chain several "
                         "through `concepts`; each is applied inside its own mask.",
             inputs=[
-                io.Clip.Input("clip", tooltip="The CLIP of the checkpoint you edit with."),
+                io.Clip.Input("clip", tooltip="The CLIP (text encoders) of the model you edit with."),
                 io.String.Input("text", default="", placeholder="glasses",
                                 tooltip="What to add (or remove). Short phrases work best; ComfyUI prompt "
                                         "weights like (word:1.2) apply."),

@@ -3,7 +3,8 @@ import torch
 from comfy_api.latest import io
 
 from .guider import LeditsGuider
-from .host_model import check_inversion_matches, check_model, zero_conditioning
+from .families import FLUX_DEFAULT_GUIDANCE, conditioning_guidance
+from .host_model import check_inversion_matches, check_model
 from .io_types import CATEGORY, Attention, Concepts, Inversion
 from .previews import mask_to_pixels
 from .samplers import replay_sampler, run_edit
@@ -11,20 +12,28 @@ from .ui_outputs import guided_edit_ui, safe
 from .values import AttentionRecord, BaseGuidance
 
 
-def edit_base(inversion, positive, negative, cfg, model=None):
+def edit_base(inversion, positive, negative, cfg, model):
     """The edit's base: the inversion's own guidance unless a target prompt or negative is given
-    (keeping the inversion's makes 'no concepts' an exact reconstruction)."""
-    if positive is None and negative is None:
-        if inversion is not None:
-            return inversion.base
-        return BaseGuidance(negative=zero_conditioning(model))
+    (keeping the inversion's makes 'no concepts' an exact reconstruction). The distilled guidance
+    of a Flux dev model always stays the inversion's."""
+    if inversion is not None and positive is None and negative is None:
+        return inversion.base
+    family = check_model(model, "LEDITS++")
+    if inversion is not None:
+        guidance = inversion.base.guidance
+    elif family.distilled_guidance(model):
+        found = conditioning_guidance(negative, positive)
+        guidance = FLUX_DEFAULT_GUIDANCE if found is None else found
+    else:
+        guidance = None
     if negative is None:
-        negative = inversion.base.negative if inversion is not None else zero_conditioning(model)
-    return BaseGuidance(negative=negative, positive=positive, cfg=float(cfg) if positive is not None else 1.0)
+        negative = inversion.base.negative if inversion is not None else family.zero_conditioning(model)
+    return BaseGuidance(negative=negative, positive=positive, cfg=float(cfg) if positive is not None else 1.0,
+                        guidance=guidance)
 
 
 def check_concepts(concepts, model, node, batch=None):
-    width = model.model.model_config.unet_config.get("context_dim")
+    width = check_model(model, node).context_width(model)
     for concept in concepts:
         mask = concept.user_mask
         if mask is not None and batch is not None and mask.shape[0] not in (1, batch):
@@ -35,7 +44,7 @@ def check_concepts(concepts, model, node, batch=None):
         if width is not None and got != width:
             raise ValueError(
                 f"{node}: concept '{concept.text}' was encoded with a CLIP of width {got}, but this model "
-                f"expects {width}; use the CLIP from the same checkpoint as the MODEL")
+                f"expects {width}; use the CLIP from the same checkpoint as the MODEL (SD3/Flux: its text encoders)")
 
 
 def edit_inputs(optional_inversion):
@@ -85,7 +94,7 @@ class LEditsPPGuidedEdit(io.ComfyNode):
         check_inversion_matches(inversion, model, cls.NODE)
         concepts = tuple(concepts or ())
         check_concepts(concepts, model, cls.NODE, inversion.x_T.shape[0])
-        base = edit_base(inversion, positive, negative, cfg)
+        base = edit_base(inversion, positive, negative, cfg, model)
         edited, guider = run_edit(model, inversion, concepts, base, guidance_rescale, record=True)
         latent_size = tuple(inversion.x_T.shape[-2:])
         batch = inversion.x_T.shape[0]

@@ -15,7 +15,9 @@ import comfy.samplers
 from ..ledits_core import apply_edit_guidance, is_active, rescale_guidance
 from ..ledits_core.guidance import cfg as cfg_combine
 from ..ledits_core.masks import resize_user_mask
-from .capture import CaptureRequest, install_capture, model_config, with_request
+from .capture import model_config, with_request
+from .families import with_guidance
+from .host_model import check_model
 
 STEP_KEY = "ledits_pp_step"
 NEGATIVE, POSITIVE, FIRST_CONCEPT = 1, 0, 2
@@ -24,6 +26,7 @@ NEGATIVE, POSITIVE, FIRST_CONCEPT = 1, 0, 2
 class LeditsGuider(comfy.samplers.CFGGuider):
     def __init__(self, model_patcher, base, concepts=(), guidance_rescale=0.0, record=False):
         super().__init__(model_patcher)
+        self.family = check_model(model_patcher, "LEDITS++")
         self.base = base
         self.concepts = tuple(concepts)
         self.guidance_rescale = float(guidance_rescale)
@@ -33,7 +36,8 @@ class LeditsGuider(comfy.samplers.CFGGuider):
             conds["positive"] = base.positive
         for c, concept in enumerate(self.concepts):
             conds[f"edit_{c}"] = concept.conditioning
-        self.inner_set_conds(conds)
+        # guidance-distilled models (Flux dev): every prediction at the same distilled guidance
+        self.inner_set_conds({name: with_guidance(cond, base.guidance) for name, cond in conds.items()})
         self.cfg = base.cfg
         self._reset_run()
 
@@ -77,9 +81,9 @@ class LeditsGuider(comfy.samplers.CFGGuider):
         request = None
         if wanted:
             config = model_config(model_options)
-            request = CaptureRequest(wanted, x.shape[-2:], config)
-            model_options = with_request(
-                install_capture(model_options, self.inner_model.diffusion_model, config), request)
+            network = self.inner_model.diffusion_model
+            request = self.family.capture_request(wanted, x.shape[-2:], config, network)
+            model_options = with_request(self.family.install_capture(model_options, network, config), request)
 
         out = comfy.samplers.calc_cond_batch(self.inner_model, conds, x, timestep, model_options)
         for fn in model_options.get("sampler_pre_cfg_function", []):
@@ -96,10 +100,11 @@ class LeditsGuider(comfy.samplers.CFGGuider):
         for c, concept in enumerate(self.concepts):
             if active[c] and concept.params.needs_attention and maps[c] is None:
                 raise RuntimeError(
-                    "LEDITS++: no cross-attention was recorded for concept "
-                    f"'{concept.text}'. Another node replaced the attention of this model in a way "
-                    "LEDITS++ cannot see through (e.g. a torch.compile or attention-override patch); "
-                    "remove it or use mask_type 'noise'.")
+                    "LEDITS++: no attention was recorded for concept "
+                    f"'{concept.text}'. Another node replaced the attention or the blocks of this model "
+                    "in a way LEDITS++ cannot see through (e.g. torch.compile, a block cache such as "
+                    "TeaCache, or an attention patch that skips the host's attention); remove it or use "
+                    "mask_type 'noise'.")
         params = [concept.params for concept in self.concepts]
         if any(concept.user_mask is not None for concept in self.concepts):
             params = [p if self.concepts[c].user_mask is None else
@@ -109,9 +114,10 @@ class LeditsGuider(comfy.samplers.CFGGuider):
         if self.guidance_rescale > 0 and any(p is not None for p in preds):
             sigma = timestep.reshape(-1, *([1] * (x.ndim - 1)))
             active_preds = torch.stack([p for p in preds if p is not None]).mean(0)
-            eps = rescale_guidance((x - guided) / sigma, (x - active_preds) / sigma,
-                                   self.guidance_rescale)
-            guided = x - eps * sigma
+            form = self.family.form
+            eps = rescale_guidance(form.eps_from_denoised(x, guided, sigma),
+                                   form.eps_from_denoised(x, active_preds, sigma), self.guidance_rescale)
+            guided = form.denoised_from_eps(x, eps, sigma)
 
         for fn in model_options.get("sampler_post_cfg_function", []):
             guided = fn({"denoised": guided, "cond": conds[POSITIVE], "uncond": conds[NEGATIVE],

@@ -1,38 +1,30 @@
-"""Checks and facts about the host MODEL: is it a UNet LEDITS++ can run, and its sigma table."""
+"""Checks and facts about the host MODEL: its family (nodes/families.py) and its sigma table."""
 import weakref
 
-import torch
-
-import comfy.model_base
-import comfy.model_sampling
-
-SUPPORTED = "SD1.x, SD2.x (eps or v-prediction) and SDXL UNet checkpoints"
+from .families import SUPPORTED, family_of
 
 
 def check_model(model, node):
-    """Raise a clear error unless `model` is a discrete-schedule eps/v UNet (SD1.x/SD2.x/SDXL)."""
-    base = getattr(model, "model", None)
-    sampling = model.get_model_object("model_sampling") if base is not None else None
-    unet = getattr(base, "diffusion_model", None)
-    ok = (
-        sampling is not None
-        and isinstance(sampling, comfy.model_sampling.ModelSamplingDiscrete)
-        and not isinstance(sampling, comfy.model_sampling.StableCascadeSampling)
-        and isinstance(sampling, comfy.model_sampling.EPS)
-        and not isinstance(sampling, (comfy.model_sampling.X0, comfy.model_sampling.EDM))
-        and type(unet).__name__ == "UNetModel"
-    )
-    if not ok:
+    """The model's family; a clear error unless LEDITS++ supports it."""
+    family = family_of(model)
+    if family is None:
+        base = getattr(model, "model", None)
         kind = type(base).__name__ if base is not None else type(model).__name__
         mtype = getattr(getattr(base, "model_type", None), "name", "unknown")
         raise ValueError(
-            f"{node}: this MODEL ({kind}, {mtype}) is not supported yet. LEDITS++ needs {SUPPORTED}; "
-            "flow-matching and MMDiT/DiT models (SD3, Flux, ...) are not supported yet.")
+            f"{node}: this MODEL ({kind}, {mtype}) is not supported. LEDITS++ runs on {SUPPORTED}; "
+            "video, inpainting, instruct and other model families are not supported yet.")
+    return family
 
 
 def sigma_table(model):
     """The model's training sigmas, ascending in the timestep (float32, CPU)."""
     return model.get_model_object("model_sampling").sigmas.detach().float().cpu()
+
+
+def first_flow_sigma(model):
+    """Where a flow schedule starts instead of sigma = 1 (pure noise), as ComfyUI's SDE samplers do."""
+    return float(model.get_model_object("model_sampling").percent_to_sigma(1e-4))
 
 
 def model_name(model):
@@ -41,18 +33,9 @@ def model_name(model):
 
 
 def zero_conditioning(model):
-    """A CONDITIONING of zeros (tokens and pooled), the unconditional input diffusers uses for SDXL.
-
-    Used when no `negative` is connected, so the inversion and the edit always share one."""
-    config = model.model.model_config.unet_config
-    context_dim = config.get("context_dim")
-    extras = {}
-    if isinstance(model.model, comfy.model_base.SDXL):
-        extras["pooled_output"] = torch.zeros(1, config["adm_in_channels"] - 6 * 256)
-    elif config.get("adm_in_channels"):
-        raise ValueError("LEDITS++: this model needs extra conditioning; connect a `negative` "
-                         "CONDITIONING (e.g. CLIP Text Encode with an empty prompt)")
-    return [[torch.zeros(1, 77, context_dim), extras]]
+    """The unconditional CONDITIONING used when no `negative` is connected (the family's zeros), so
+    that the inversion and the edit always share one."""
+    return check_model(model, "LEDITS++").zero_conditioning(model)
 
 
 def check_inversion_matches(inversion, model, node, latent_shape=None):

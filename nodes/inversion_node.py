@@ -2,8 +2,9 @@
 import torch
 from comfy_api.latest import io
 
-from ..ledits_core import custom_sigmas, diffusers_sigmas, draw_inversion_noise, exact_sigmas
-from .host_model import check_model, model_name, model_ref, sigma_table, zero_conditioning
+from ..ledits_core import below_pure_noise, custom_sigmas, diffusers_sigmas, draw_inversion_noise, exact_sigmas
+from .families import FLUX_DEFAULT_GUIDANCE, conditioning_guidance
+from .host_model import check_model, first_flow_sigma, model_name, model_ref, sigma_table
 from .io_types import CATEGORY, Inversion
 from .samplers import run_inversion
 from .values import BaseGuidance, InversionData
@@ -13,12 +14,26 @@ SCHEDULES = ["exact", "diffusers"]
 
 
 def kept_sigmas(model, steps, skip, schedule, sigmas=None):
+    """The schedule on the model's own sigma grid (a flow model's shifted one), with skip."""
     table = sigma_table(model)
     if sigmas is not None:
-        return custom_sigmas(sigmas, skip, final_sigma=float(table[0]) if schedule == "exact" else None)
-    if schedule == "diffusers":
-        return diffusers_sigmas(table, steps, skip)
-    return exact_sigmas(table, steps, skip)
+        kept = custom_sigmas(sigmas, skip, final_sigma=float(table[0]) if schedule == "exact" else None)
+    elif schedule == "diffusers":
+        kept = diffusers_sigmas(table, steps, skip)
+    else:
+        kept = exact_sigmas(table, steps, skip)
+    form = check_model(model, NODE).form
+    return below_pure_noise(kept, form.max_sigma, first_flow_sigma(model)) if form.is_flow else kept
+
+
+def distilled_guidance(family, model, value, *conditionings):
+    """Flux dev: the input value, else a FluxGuidance value on the conditioning, else 3.5."""
+    if not family.distilled_guidance(model):
+        return None
+    if value >= 0:
+        return float(value)
+    found = conditioning_guidance(*conditionings)
+    return FLUX_DEFAULT_GUIDANCE if found is None else found
 
 
 class LEditsPPInversion(io.ComfyNode):
@@ -32,7 +47,8 @@ class LEditsPPInversion(io.ComfyNode):
                         "stores one noise map per step so that a replay returns the image, and edits "
                         "replayed from it stay faithful. Invert once, edit many times.",
             inputs=[
-                io.Model.Input("model", tooltip="SD1.x, SD2.x or SDXL model. Use the same model for the edit."),
+                io.Model.Input("model", tooltip="SD1.x, SD2.x, SDXL, SD3/SD3.5 or Flux.1 model. Use the same "
+                                                "model for the edit."),
                 io.Latent.Input("latent", tooltip="The image to edit, from VAE Encode."),
                 io.Int.Input("steps", default=30, min=1, max=1000,
                              tooltip="Solver steps of inversion and edit (kept after skip). 20-50 is typical."),
@@ -52,6 +68,10 @@ class LEditsPPInversion(io.ComfyNode):
                              tooltip="Model calls of this many steps run as one batch (faster, more memory; "
                                      "capped to what fits in free memory; the replay then matches to float "
                                      "round-off). 1 = one step at a time: the replay is bit-exact."),
+                io.Float.Input("flux_guidance", default=-1.0, min=-1.0, max=100.0, step=0.1, optional=True,
+                               tooltip="Guidance-distilled models (Flux dev/Krea): the distilled guidance of every "
+                                       "prediction of the inversion and the edit. -1 = auto: what a FluxGuidance "
+                                       "node put on `negative`/`positive`, else 3.5. Other models ignore it."),
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="Optional source prompt describing the image."),
                 io.Conditioning.Input("negative", optional=True,
@@ -70,8 +90,8 @@ class LEditsPPInversion(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, latent, steps, skip, seed, schedule, source_cfg, batch_steps=1,
-                positive=None, negative=None, sigmas=None) -> io.NodeOutput:
-        check_model(model, NODE)
+                positive=None, negative=None, sigmas=None, flux_guidance=-1.0) -> io.NodeOutput:
+        family = check_model(model, NODE)
         samples = latent["samples"]
         if samples.ndim != 4:
             raise ValueError(f"{NODE}: expected an image latent (B, C, H, W); got shape {tuple(samples.shape)}")
@@ -81,8 +101,9 @@ class LEditsPPInversion(io.ComfyNode):
             kept = kept_sigmas(model, steps, skip, schedule, sigmas)
         except ValueError as error:
             raise ValueError(f"{NODE}: {error}") from error
-        base = BaseGuidance(negative=negative if negative is not None else zero_conditioning(model),
-                            positive=positive, cfg=float(source_cfg) if positive is not None else 1.0)
+        base = BaseGuidance(negative=negative if negative is not None else family.zero_conditioning(model),
+                            positive=positive, cfg=float(source_cfg) if positive is not None else 1.0,
+                            guidance=distilled_guidance(family, model, flux_guidance, negative, positive))
         noise = draw_inversion_noise(samples.shape, len(kept) - 1, seed)
         result, noisy = run_inversion(model, samples, kept, base, noise, seed, int(batch_steps))
         data = InversionData(

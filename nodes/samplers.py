@@ -3,6 +3,11 @@
 Running inside `guider.sample` lets ComfyUI load the model, process conds (SDXL size vectors,
 ControlNets, hooks), apply wrappers and clean up; the functions here only drive the shared
 ledits_core solver. The step index is passed to the guider through transformer_options.
+
+The host scales the latent on its way into and out of a sampler function (`noise_scaling` with
+zero noise: x (1 - sigma_0) for flow models; `inverse_noise_scaling`: / (1 - sigma_last)); for
+eps/v models both are the identity. The functions undo exactly that, so the inversion sees the
+clean latent and the replay's output is the latent the solver reached.
 """
 import logging
 
@@ -15,7 +20,7 @@ import latent_preview
 
 from ..ledits_core import invert, invert_batched, replay
 from .guider import STEP_KEY, LeditsGuider, check_interrupt
-from .host_model import check_inversion_matches
+from .host_model import check_inversion_matches, check_model
 
 
 def _denoiser(model, extra_args):
@@ -32,6 +37,40 @@ def _denoiser(model, extra_args):
         sigma = sigma * x.new_ones([x.shape[0]]) if sigma.ndim == 0 else sigma
         return model(x, sigma, model_options=options, **extra_args)
     return denoise
+
+
+def _model_sampling(model):
+    return model.inner_model.model_patcher.get_model_object("model_sampling")
+
+
+def _form(model):
+    return check_model(model.inner_model.model_patcher, "LEDITS++").form
+
+
+def _host_scale(model, sigma, inverse):
+    """The factor the host's (inverse_)noise_scaling applies to a latent at `sigma`, or None when 1."""
+    sampling = _model_sampling(model)
+    one = torch.ones(1, 1, 1, 1)
+    sigma = sigma.detach().float().cpu().reshape(1)
+    out = sampling.inverse_noise_scaling(sigma, one) if inverse else \
+        sampling.noise_scaling(sigma, torch.zeros_like(one), one)
+    factor = float(out.reshape(-1)[0])
+    return None if factor == 1.0 else factor
+
+
+def _clean_input(model, x, sigmas):
+    """The clean latent the host scaled on its way in (its own copy when it kept one)."""
+    scale = _host_scale(model, sigmas[0], inverse=False)
+    if scale is None:
+        return x
+    latent = getattr(model, "latent_image", None)
+    return latent if latent is not None and latent.shape == x.shape else x / scale
+
+
+def _host_output(model, x, sigmas):
+    """What to return so that the host's inverse_noise_scaling gives back `x`."""
+    scale = _host_scale(model, sigmas[-1], inverse=True)
+    return x if scale is None else x / scale
 
 
 def _progress(callback, sigmas):
@@ -67,12 +106,14 @@ def inversion_sampler(noise, holder, batch_steps=1):
         per_call = steps_that_fit(model, x, batch_steps)
         if per_call < batch_steps:
             logging.info("LEDITS++ Inversion: batch_steps %d -> %d to fit in free memory", batch_steps, per_call)
+        x0, form = _clean_input(model, x, sigmas), _form(model)
         if per_call > 1:
-            result = invert_batched(_batched_denoiser(model, extra_args), x, sigmas, noise, per_call, progress)
+            result = invert_batched(_batched_denoiser(model, extra_args), x0, sigmas, noise, per_call, progress,
+                                    form=form)
         else:
-            result = invert(_denoiser(model, extra_args), x, sigmas, noise, progress)
+            result = invert(_denoiser(model, extra_args), x0, sigmas, noise, progress, form=form)
         holder["inversion"] = result
-        return result.x_T
+        return _host_output(model, result.x_T, sigmas)
     return comfy.samplers.KSAMPLER(sample_ledits_inversion)
 
 
@@ -87,13 +128,14 @@ def replay_sampler(inversion, node="LEDITS++ Sampler"):
                     "steps, other values: another scheduler, denoise or skip?)")
             raise ValueError(f"{node}: the SIGMAS {what}; connect the `sigmas` output of LEDITS++ Inversion")
         x_T = inversion.x_T.to(device=x.device)
-        if not torch.allclose(x.float(), x_T, rtol=1e-3, atol=1e-3):
+        if not torch.allclose(_clean_input(model, x, sigmas).float(), x_T, rtol=1e-3, atol=1e-3):
             raise ValueError(
                 f"{node}: the latent is not this inversion's start latent; connect LEDITS++ "
                 "Inversion's `noisy_latent` output and use DisableNoise as the noise")
         zs = inversion.zs.to(device=x.device)
         # the exact stored start (the latent went through process_latent_out/in on its way here)
-        return replay(_denoiser(model, extra_args), x_T, sigmas, zs, _progress(callback, sigmas))
+        out = replay(_denoiser(model, extra_args), x_T, sigmas, zs, _progress(callback, sigmas), form=_form(model))
+        return _host_output(model, out, sigmas)
     return comfy.samplers.KSAMPLER(sample_ledits_replay)
 
 

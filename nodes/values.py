@@ -14,6 +14,7 @@ class BaseGuidance:
     negative: list                      # CONDITIONING used as the unconditional prediction
     positive: Optional[list] = None     # CONDITIONING of the source/target prompt, or None
     cfg: float = 1.0
+    guidance: Optional[float] = None    # distilled guidance of every prediction (Flux dev), else None
 
 
 @dataclass(frozen=True, eq=False)

@@ -27,7 +27,8 @@ def expect_failure_then_recover(run_prompt, tiny_ckpt):
     return check
 
 
-def test_flow_model_is_refused(expect_failure_then_recover, tiny_ckpt):
+def test_unet_with_flow_sampling_is_refused(expect_failure_then_recover, tiny_ckpt):
+    """A UNet patched to flow sampling is neither a UNet family member (eps/v) nor a DiT."""
     prompt = base_prompt(tiny_ckpt["sd15"])
     prompt["8"] = {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 3.0}}
     prompt["4"]["inputs"]["model"] = ["8", 0]

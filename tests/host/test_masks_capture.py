@@ -62,17 +62,18 @@ def test_masks_of_one_image_do_not_depend_on_the_other(load_tiny, run_node):
 
 
 def test_capture_sites_are_found_by_level(load_tiny, comfy_host):
-    capture = sys.modules[comfy_host["pack"].__name__ + ".nodes.capture"]
+    pack = comfy_host["pack"].__name__
+    capture_sites = sys.modules[pack + ".nodes.unet_capture"].capture_sites
+    CaptureConfig = sys.modules[pack + ".nodes.capture"].CaptureConfig
     sd15 = load_tiny("sd15")[0].model.diffusion_model
     sdxl = load_tiny("sdxl")[0].model.diffusion_model
-    config = capture.CaptureConfig()
-    assert capture.capture_sites(sd15, config) == [("input", 7, 0), ("input", 8, 0), ("output", 3, 0),
-                                                   ("output", 4, 0), ("output", 5, 0)]
-    assert capture.capture_sites(sdxl, config) == [("input", 7, 0), ("input", 7, 1), ("input", 8, 0),
-                                                   ("input", 8, 1)] + [("output", i, j) for i in (0, 1, 2)
-                                                                       for j in (0, 1)]
-    assert ("middle", 0, 0) in capture.capture_sites(sdxl, capture.CaptureConfig(include_middle=True))
-    assert capture.capture_sites(sd15, capture.CaptureConfig(divisor=2))[0] == ("input", 4, 0)
+    config = CaptureConfig()
+    assert capture_sites(sd15, config) == [("input", 7, 0), ("input", 8, 0), ("output", 3, 0),
+                                           ("output", 4, 0), ("output", 5, 0)]
+    assert capture_sites(sdxl, config) == [("input", 7, 0), ("input", 7, 1), ("input", 8, 0),
+                                           ("input", 8, 1)] + [("output", i, j) for i in (0, 1, 2) for j in (0, 1)]
+    assert ("middle", 0, 0) in capture_sites(sdxl, CaptureConfig(include_middle=True))
+    assert capture_sites(sd15, CaptureConfig(divisor=2))[0] == ("input", 4, 0)
 
 
 def test_probabilities_sum_to_one_before_selection(load_tiny, run_node, comfy_host):
