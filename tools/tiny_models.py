@@ -1,4 +1,5 @@
-"""Tiny random-weight SD1.5-, SD2-v- and SDXL-layout checkpoints (for tests and the install check).
+"""Tiny random-weight SD1.5-, SD2-v- and SDXL-layout checkpoints (for tests and the install check),
+plus the flow-matching DiTs of tools/tiny_dit_models.py (layouts sd3, sd35, flux, flux_schnell).
 
 Shipped in tools/ but never imported by the pack at run time: tools/ledits_edit.py uses it when no
 --ckpt is given, and the test-only custom node tests/host/fixture_node loads it by path. It needs
@@ -9,6 +10,10 @@ configs are put at the front of `comfy.supported_models.models` (in every proces
 files). The real CLIP tokenizers are kept, so token positions are real; the text encoders, UNets
 and TAESD VAEs are small and filled from a seeded generator.
 """
+import importlib.util
+import pathlib
+import sys
+
 import torch
 
 import comfy.model_base
@@ -98,15 +103,33 @@ class TinySDXL(supported.SDXL):
         return comfy.supported_models_base.ClipTarget(comfy.sdxl_clip.SDXLTokenizer, TinySDXLClip)
 
 
-CLASSES = {"sd15": TinySD15, "sd2v": TinySD2V, "sdxl": TinySDXL}
+def _sibling(name):
+    """tools/<name>.py by path, under the name tools/ledits_edit.py would give it (tools/ is no package)."""
+    module_name = f"ledits_tools_{name}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, pathlib.Path(__file__).resolve().parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+dit = _sibling("tiny_dit_models")
+UNET_CLASSES = {"sd15": TinySD15, "sd2v": TinySD2V, "sdxl": TinySDXL}
+CLASSES = {**UNET_CLASSES, **dit.CLASSES}
+UNETS.update(dit.UNETS)                  # layout -> diffusion-model config, for every layout
+LAYOUTS = tuple(CLASSES)
+FILE_LAYOUTS = tuple(UNET_CLASSES) + tuple(dit.FILE_LAYOUTS)   # what CheckpointLoaderSimple can load
 
 
 def register():
-    """Put the tiny classes first in ComfyUI's detection list (idempotent)."""
+    """Put the tiny classes that load from files first in ComfyUI's detection list (idempotent).
+    The tiny Flux classes stay out: they are built in memory only."""
     names = {type_.__name__ for type_ in supported.models}
-    for cls in reversed(list(CLASSES.values())):
-        if cls.__name__ not in names:
-            supported.models.insert(0, cls)
+    for layout in reversed(FILE_LAYOUTS):
+        if CLASSES[layout].__name__ not in names:
+            supported.models.insert(0, CLASSES[layout])
 
 
 def _fill(module, generator):
@@ -128,6 +151,8 @@ def _fill(module, generator):
 def build(layout, seed=0):
     """(ModelPatcher, CLIP, VAE) of a tiny model, weights from `seed`."""
     register()
+    if layout in dit.CLASSES:
+        return dit.build(layout, seed)
     generator = torch.Generator().manual_seed(seed)
     config = CLASSES[layout](dict(UNETS[layout], dtype=torch.float32))
     model = config.get_model({})
@@ -144,6 +169,8 @@ def build(layout, seed=0):
 
 
 def write_checkpoint(layout, path, seed=0):
+    if layout in dit.CLASSES:
+        return dit.write_checkpoint(layout, path, seed)
     patcher, clip, vae = build(layout, seed)
     comfy.sd.save_checkpoint(str(path), patcher, clip, vae)
     return path
