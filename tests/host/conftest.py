@@ -98,6 +98,9 @@ def comfy_host(session_dir):
     tiny = _load_fixture_models()
     tiny.register()
     _run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    fixture = sys.modules["ledits_test_fixture"]       # its test-only loader node, as the server has it
+    nodes.NODE_CLASS_MAPPINGS.update(fixture.NODE_CLASS_MAPPINGS)
+    nodes.NODE_DISPLAY_NAME_MAPPINGS.update(fixture.NODE_DISPLAY_NAME_MAPPINGS)
     before = set(nodes.NODE_CLASS_MAPPINGS)
     ok = _run(nodes.load_custom_node(str(REPO), ignore=before))
     assert ok, "ComfyUI failed to load the pack (see the log above)"

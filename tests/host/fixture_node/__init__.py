@@ -1,5 +1,7 @@
 """Test-only ComfyUI custom node: registers the tiny model classes inside a server process so
-CheckpointLoaderSimple can load the tiny checkpoints. Never part of the shipped pack.
+CheckpointLoaderSimple can load the tiny checkpoints, and offers "LEDITS++ Test: Tiny Model", which
+builds any tiny layout in memory (the tiny Flux models cannot be loaded from a file). Never part
+of the shipped pack.
 
 The builder itself lives in tools/tiny_models.py (shared with tools/ledits_edit.py); it is loaded
 here by path, once per process, and exposed as `<this package>.tiny_models` (conftest reads it
@@ -22,5 +24,27 @@ register = tiny_models.register
 
 register()
 
-NODE_CLASS_MAPPINGS = {}
-NODE_DISPLAY_NAME_MAPPINGS = {}
+_BUILT = {}   # (layout, seed) -> (MODEL, CLIP, VAE): repeated prompts reuse the same objects
+
+
+class TinyModelLoader:
+    """MODEL, CLIP, VAE of a tiny random-weight model (tools/tiny_models.py), built from a seed."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"layout": (list(tiny_models.LAYOUTS),),
+                             "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1})}}
+
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load"
+    CATEGORY = "testing/ledits"
+
+    def load(self, layout, seed=0):
+        key = (layout, int(seed))
+        if key not in _BUILT:
+            _BUILT[key] = tiny_models.build(layout, int(seed))
+        return _BUILT[key]
+
+
+NODE_CLASS_MAPPINGS = {"LEditsPPTestTinyModel": TinyModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"LEditsPPTestTinyModel": "LEDITS++ Test: Tiny Model"}
