@@ -8,160 +8,33 @@ No index.json: ComfyUI's /workflow_templates lists every *.json in the folder as
 index.json would show up as a broken template named "index"), and the front end names custom-node
 templates by their file name.
 
-The JSON is version 0.4 of the front end's graph schema: nodes[] with positional widgets_values
-(a seed widget is followed by its control_after_generate value), links[] as
-[id, origin_id, origin_slot, target_id, target_slot, type], groups, extra. Node inputs[] list the
-socket inputs in definition order (widgets are restored from the node definition on load).
-Needs only Python and Pillow (for the thumbnails); never imports ComfyUI or the pack.
+The graph model (UI format 0.4) is tools/workflow_graph.py. Needs only Python and Pillow (for the
+thumbnails); never imports ComfyUI or the pack.
 """
 import json
 import pathlib
 import sys
 
-from workflow_thumbnail import thumbnail   # this folder is sys.path[0] when run as a script
+from workflow_graph import COLORS, Workflow   # this folder is sys.path[0] when run as a script
+from workflow_thumbnail import thumbnail
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "workflows"
-PACK_ID, PACK_VERSION = "ledits-pp", "0.1.0"
-CORE_VERSION = "0.3.64"
-
-# type -> (socket inputs [(name, type)], outputs [(name, type)]), in definition order.
-NODE_TYPES = {
-    "CheckpointLoaderSimple": ([], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
-    "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
-    "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")]),
-    "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
-    "CLIPTextEncode": ([("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")]),
-    "SaveImage": ([("images", "IMAGE")], []),
-    "PreviewImage": ([("images", "IMAGE")], []),
-    "MaskToImage": ([("mask", "MASK")], [("IMAGE", "IMAGE")]),
-    "ImageBlend": ([("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")]),
-    "DisableNoise": ([], [("NOISE", "NOISE")]),
-    "SamplerCustomAdvanced": ([("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
-                               ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
-                              [("output", "LATENT"), ("denoised_output", "LATENT")]),
-    "LEditsPPInversion": ([("model", "MODEL"), ("latent", "LATENT"), ("positive", "CONDITIONING"),
-                           ("negative", "CONDITIONING"), ("sigmas", "SIGMAS")],
-                          [("inversion", "LEDITS_INVERSION"), ("noisy_latent", "LATENT"), ("sigmas", "SIGMAS")]),
-    "LEditsPPEditConcept": ([("clip", "CLIP"), ("mask", "MASK"), ("concepts", "LEDITS_CONCEPTS")],
-                            [("concepts", "LEDITS_CONCEPTS")]),
-    "LEditsPPAttentionCapture": ([("model", "MODEL")], [("model", "MODEL")]),
-    "LEditsPPMaskFromAttention": ([("attention", "LEDITS_ATTENTION")], [("mask", "MASK"), ("heatmap", "IMAGE")]),
-    "LEditsPPGuidedEdit": ([("model", "MODEL"), ("inversion", "LEDITS_INVERSION"), ("concepts", "LEDITS_CONCEPTS"),
-                            ("positive", "CONDITIONING"), ("negative", "CONDITIONING")],
-                           [("latent", "LATENT"), ("masks", "MASK"), ("attention", "LEDITS_ATTENTION")]),
-    "LEditsPPGuider": ([("model", "MODEL"), ("inversion", "LEDITS_INVERSION"), ("concepts", "LEDITS_CONCEPTS"),
-                        ("positive", "CONDITIONING"), ("negative", "CONDITIONING")], [("guider", "GUIDER")]),
-    "LEditsPPSampler": ([("inversion", "LEDITS_INVERSION")], [("sampler", "SAMPLER")]),
-    "Note": ([], []),
-}
-UI_ONLY = {"Note"}
-
-# Group colours as the front end offers them.
-COLORS = {"load": "#3f789e", "invert": "#8A8", "concepts": "#a1309b", "edit": "#b58b2a", "out": "#88A"}
-
-
-def default_size(kind, widgets):
-    ins, outs = NODE_TYPES[kind]
-    if kind in ("LoadImage",):
-        return [320, 330]
-    if kind in ("SaveImage", "PreviewImage"):
-        return [340, 300]
-    if kind == "Note":
-        return [420, 360]
-    return [320, 46 + 22 * max(len(ins), len(outs)) + 26 * len(widgets)]
-
-
-class Workflow:
-    def __init__(self, name, title, description):
-        self.name, self.title, self.description = name, title, description
-        self.nodes, self.links, self.groups = {}, [], []
-
-    def node(self, node_id, kind, pos, widgets=(), title=None, size=None, color=None):
-        ins, outs = NODE_TYPES[kind]
-        node = {
-            "id": node_id, "type": kind, "pos": list(pos), "size": list(size or default_size(kind, widgets)),
-            "flags": {}, "order": 0, "mode": 0,
-            "inputs": [{"name": n, "type": t, "link": None} for n, t in ins],
-            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outs)],
-            "properties": {} if kind in UI_ONLY else {
-                "Node name for S&R": kind,
-                "cnr_id": PACK_ID if kind.startswith("LEditsPP") else "comfy-core",
-                "ver": PACK_VERSION if kind.startswith("LEditsPP") else CORE_VERSION},
-            "widgets_values": list(widgets),
-        }
-        if not ins:
-            del node["inputs"]
-        if kind == "Note":
-            del node["outputs"]
-            node["properties"] = {"text": ""}
-            color = color or ("#432", "#653")
-        if title:
-            node["title"] = title
-        if color:
-            node["color"], node["bgcolor"] = color
-        self.nodes[node_id] = node
-        return node_id
-
-    def link(self, src, src_slot, dst, dst_input):
-        src_node, dst_node = self.nodes[src], self.nodes[dst]
-        out = src_node["outputs"][src_slot]
-        slot = next(i for i, inp in enumerate(dst_node["inputs"]) if inp["name"] == dst_input)
-        assert dst_node["inputs"][slot]["link"] is None, (dst, dst_input)
-        assert dst_node["inputs"][slot]["type"] == out["type"], (src, src_slot, dst, dst_input)
-        link_id = len(self.links) + 1
-        self.links.append([link_id, src, src_slot, dst, slot, out["type"]])
-        out["links"].append(link_id)
-        dst_node["inputs"][slot]["link"] = link_id
-
-    def group(self, title, members, color):
-        xs, ys, xe, ye = [], [], [], []
-        for m in members:
-            n = self.nodes[m]
-            xs.append(n["pos"][0])
-            ys.append(n["pos"][1] - 30)                       # the title bar sits above pos
-            xe.append(n["pos"][0] + n["size"][0])
-            ye.append(n["pos"][1] + n["size"][1])
-        x, y = min(xs) - 15, min(ys) - 50
-        self.groups.append({"id": len(self.groups) + 1, "title": title, "bounding": [x, y, max(xe) + 15 - x,
-                            max(ye) + 15 - y], "color": color, "font_size": 24, "flags": {}})
-
-    def _order(self):
-        deps = {i: set() for i in self.nodes}
-        for _, src, _, dst, _, _ in self.links:
-            deps[dst].add(src)
-        order, done = [], set()
-        while len(order) < len(self.nodes):
-            ready = sorted(i for i in self.nodes if i not in done and deps[i] <= done)
-            order += ready
-            done.update(ready)
-        for k, i in enumerate(order):
-            self.nodes[i]["order"] = k
-
-    def to_json(self):
-        self._order()
-        for node in self.nodes.values():
-            for out in node.get("outputs", []):
-                if not out["links"]:
-                    out["links"] = None if node["type"].startswith("LEditsPP") else []
-        return {
-            "last_node_id": max(self.nodes), "last_link_id": len(self.links),
-            "nodes": [self.nodes[i] for i in sorted(self.nodes)], "links": self.links, "groups": self.groups,
-            "config": {}, "extra": {"ds": {"scale": 0.75, "offset": [40, 40]}}, "version": 0.4,
-        }
-
-
 # ----------------------------------------------------------------------------------------------
 # Shared pieces. Widget values are positional, in the node's input order (see /object_info).
-# LEditsPPInversion: steps, skip, seed, <control_after_generate>, schedule, source_cfg, batch_steps
+# LEditsPPInversion: steps, skip, seed, <control_after_generate>, schedule, source_cfg, batch_steps,
+#                    flux_guidance
 # LEditsPPEditConcept: text, scale, threshold, reverse, warmup, cooldown, mask_type
+# LEditsPPAttentionCapture: resolution, include_middle, blocks
 # LEditsPPGuidedEdit / LEditsPPGuider: cfg, guidance_rescale
 
 SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
 SDXL_CKPT = "sd_xl_base_1.0.safetensors"
+SD35_CKPT = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"   # ComfyUI's SD3.5 example checkpoint
+FLUX_CKPT = "flux1-dev-fp8.safetensors"                             # ComfyUI's one-file Flux dev checkpoint
 IMAGE = "example.png"
 
-INVERSION = [30, 0.15, 0, "fixed", "exact", 3.5, 1]
+INVERSION = [30, 0.15, 0, "fixed", "exact", 3.5, 1, -1.0]
 CONCEPT_ADD = ["glasses", 7.0, 0.9, False, 0, 10000, "intersect"]
 CONCEPT_REMOVE = ["cat", 5.0, 0.9, True, 0, 10000, "intersect"]
 EDIT = [7.5, 0.0]
@@ -219,13 +92,38 @@ Resize big photos first (sides multiple of 8).
 """
 
 
-def edit_workflow(name, ckpt, sdxl):
-    size = "1024x1024" if sdxl else "512x512"
-    wf = Workflow(name, f"LEDITS++ edit ({'SDXL' if sdxl else 'SD1.5'})",
+FAMILIES = {
+    # family: (display name, checkpoint, photo size, empty-prompt negative, family-specific note)
+    "sd15": ("SD1.5", SD15_CKPT, "512x512", True, """
+The empty-prompt CLIP Text Encode is the unconditional input used by both inversion and edit."""),
+    "sdxl": ("SDXL", SDXL_CKPT, "1024x1024", False, """
+SDXL: the concepts are encoded with both SDXL text encoders (the checkpoint's CLIP). The
+unconditional input is left unconnected on purpose: the pack then uses zero conditioning, as the
+diffusers SDXL pipeline does. The size conditioning (width/height) is taken from the latent, so
+non-square images (e.g. 1216x832) need no extra node; you may connect a CLIP Text Encode (SDXL)
+with the image's size to `negative` of both Inversion and Guided Edit instead."""),
+    "sd35": ("SD3.5", SD35_CKPT, "1024x1024", True, """
+SD3 / SD3.5 (flow-matching MMDiT): the inversion runs on the model's own shifted sigma grid and
+stays exact; each concept's mask comes from the joint attention of the image tokens to the
+concept's CLIP/T5 tokens (Attention Capture's `blocks` chooses the blocks; auto is measured).
+Real CFG: the empty prompt is the unconditional prediction. Without a checkpoint that includes the
+text encoders, use Load Diffusion Model + TripleCLIPLoader + Load VAE instead of Load Checkpoint."""),
+    "flux": ("Flux.1 dev", FLUX_CKPT, "1024x1024", True, """
+Flux dev is guidance-distilled: every prediction (inversion, edit, concepts) runs at one distilled
+guidance, Inversion's flux_guidance (-1 = auto: a FluxGuidance node's value on the negative, else
+3.5). The "unconditional" prediction is the empty prompt at that guidance. Masks come from the
+joint attention of the image tokens to the concept's T5 tokens. Schnell works the same way (no
+guidance). With separate files use Load Diffusion Model + DualCLIPLoader (type flux) + Load VAE."""),
+}
+
+
+def edit_workflow(name, family):
+    label, ckpt, size, negative, extra = FAMILIES[family]
+    wf = Workflow(name, f"LEDITS++ edit ({label})",
                   f"Invert a photo once, then add one concept and remove another with LEDITS++ "
-                  f"semantic guidance on {'SDXL' if sdxl else 'SD1.5'}; previews the per-concept masks.")
-    loader_block(wf, ckpt, negative=not sdxl)
-    inversion_block(wf, negative=not sdxl)
+                  f"semantic guidance on {label}; previews the per-concept masks.")
+    loader_block(wf, ckpt, negative=negative)
+    inversion_block(wf, negative=negative)
     last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE])
     wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
     wf.link(1, 0, 8, "model")
@@ -241,20 +139,10 @@ def edit_workflow(name, ckpt, sdxl):
     wf.node(12, "PreviewImage", (1200, 820), title="Concept masks (one per concept)", size=[340, 320])
     wf.link(11, 0, 12, "images")
     wf.group("4. Edit, decode, save", [8, 9, 10, 11, 12], COLORS["edit"])
-    if sdxl:
-        extra = """
-SDXL: the concepts are encoded with both SDXL text encoders (the checkpoint's CLIP). The
-unconditional input is left unconnected on purpose: the pack then uses zero conditioning, as the
-diffusers SDXL pipeline does. The size conditioning (width/height) is taken from the latent, so
-non-square images (e.g. 1216x832) need no extra node; you may connect a CLIP Text Encode (SDXL)
-with the image's size to `negative` of both Inversion and Guided Edit instead."""
-    else:
-        extra = """
-The empty-prompt CLIP Text Encode is the unconditional input used by both inversion and edit."""
     note(wf, f"""
-LEDITS++ edit ({'SDXL' if sdxl else 'SD1.5'}): change a real photo by adding and removing concepts.
+LEDITS++ edit ({label}): change a real photo by adding and removing concepts.
 
-1. Pick your {'SDXL' if sdxl else 'SD1.5'} checkpoint ({ckpt}) and load a photo (about {size}).
+1. Pick your {label} checkpoint ({ckpt}) and load a photo (about {size}).
 2. LEDITS++ Inversion inverts the photo exactly once (30 steps, skip 0.15).
 3. Each Edit Concept is one instruction: "glasses" is added, "cat" is removed (reverse = remove).
    Chain more concepts through their `concepts` input.
@@ -311,7 +199,7 @@ def attention_masks_workflow():
                   "e.g. to feed inpainting or compositing.")
     loader_block(wf, SD15_CKPT)
     inversion_block(wf)
-    wf.node(16, "LEditsPPAttentionCapture", (790, 860), ["latent/4", False], size=[340, 110])
+    wf.node(16, "LEditsPPAttentionCapture", (790, 860), ["latent/4", False, "auto"], size=[340, 140])
     wf.link(1, 0, 16, "model")
     concept = ["cat", 5.0, 0.85, False, 0, 10000, "attention"]
     wf.node(6, "LEditsPPEditConcept", (790, 1040), concept, title="Word to mask", size=[340, 250])
@@ -385,8 +273,10 @@ Schedule "diffusers" ends at sigma 0 like the diffusers pipeline and is close bu
 
 
 WORKFLOWS = [
-    edit_workflow("ledits_edit_sd15", SD15_CKPT, sdxl=False),
-    edit_workflow("ledits_edit_sdxl", SDXL_CKPT, sdxl=True),
+    edit_workflow("ledits_edit_sd15", "sd15"),
+    edit_workflow("ledits_edit_sdxl", "sdxl"),
+    edit_workflow("ledits_edit_sd35", "sd35"),
+    edit_workflow("ledits_edit_flux", "flux"),
     custom_sampler_workflow(),
     attention_masks_workflow(),
     reconstruct_workflow(),

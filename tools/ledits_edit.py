@@ -46,7 +46,7 @@ def edit_prompt(ckpt, image, adds=("glasses",), removes=("cat",), steps=30, skip
         "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 2]}},
         "5": {"class_type": "LEditsPPInversion", "inputs": {
             "model": ["1", 0], "latent": ["3", 0], "steps": steps, "skip": skip, "seed": seed,
-            "schedule": "exact", "source_cfg": 3.5, "batch_steps": 1}},
+            "schedule": "exact", "source_cfg": 3.5, "batch_steps": 1, "flux_guidance": -1.0}},
         "8": {"class_type": "LEditsPPGuidedEdit", "inputs": {
             "model": ["1", 0], "inversion": ["5", 0], "cfg": 7.5, "guidance_rescale": 0.0}},
         "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},

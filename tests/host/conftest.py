@@ -38,7 +38,6 @@ import execution  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
 
-LAYOUTS = ("sd15", "sd2v", "sdxl")
 
 
 def _load_fixture_models():
@@ -118,9 +117,10 @@ def core(comfy_host):
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(comfy_host, session_dir):
-    """layout -> checkpoint file name (in the session's checkpoints folder)."""
+    """layout -> checkpoint file name (in the session's checkpoints folder), for every layout that
+    loads from a file (tiny Flux is built in memory only: LEditsPPTestTinyModel)."""
     names = {}
-    for layout in LAYOUTS:
+    for layout in comfy_host["tiny"].FILE_LAYOUTS:
         name = f"tiny_{layout}.safetensors"
         comfy_host["tiny"].write_checkpoint(layout, session_dir / "checkpoints" / name, seed=0)
         names[layout] = name

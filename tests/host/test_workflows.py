@@ -3,8 +3,10 @@
 Every file is checked against the running server's /object_info (node types, socket inputs and
 outputs, link types, every positional widget value incl. the seed's control_after_generate value),
 converted UI -> API with comfyui-autograph (the maintained converter, as the front end does it),
-run end to end with the tiny checkpoints swapped in (SDXL workflow -> tiny SDXL, others -> tiny
-SD1.5) and small input images, and must write its images. A workflow that cannot run fails here.
+run end to end with the tiny checkpoints swapped in (SDXL workflow -> tiny SDXL, SD3.5 -> tiny
+SD3.5, Flux -> the test-only tiny Flux loader node in place of Load Checkpoint, since a tiny Flux
+cannot load from a file; others -> tiny SD1.5) and small input images, and must write its images.
+A workflow that cannot run fails here.
 """
 import json
 import pathlib
@@ -16,12 +18,14 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOW_DIR = REPO / "workflows"
 WORKFLOWS = sorted(p.stem for p in WORKFLOW_DIR.glob("*.json"))
-EXPECTED = {"ledits_edit_sd15", "ledits_edit_sdxl", "ledits_custom_sampler", "ledits_attention_masks",
-            "ledits_reconstruct"}
+EXPECTED = {"ledits_edit_sd15", "ledits_edit_sdxl", "ledits_edit_sd35", "ledits_edit_flux",
+            "ledits_custom_sampler", "ledits_attention_masks", "ledits_reconstruct"}
 UI_ONLY = {"Note", "MarkdownNote"}                 # front-end-only nodes (not in /object_info)
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # (tiny layout, input image size): SD1.5 latent <= 32x32, SDXL cheap up to 64x64; both non-square.
-RUN_AS = {"ledits_edit_sdxl": ("sdxl", (192, 128))}
+RUN_AS = {"ledits_edit_sdxl": ("sdxl", (192, 128)), "ledits_edit_sd35": ("sd35", (96, 64)),
+          "ledits_edit_flux": ("flux", (96, 64))}
+IN_MEMORY_LOADER = "LEditsPPTestTinyModel"    # tests/host/fixture_node: MODEL, CLIP, VAE like Load Checkpoint
 DEFAULT_RUN = ("sd15", (128, 64))
 TEST_STEPS = 12             # the workflows say 30; fewer keep the suite cheap on 2 shared CPU cores
 TIMINGS = {}
@@ -151,7 +155,9 @@ def write_image(path, size, seed):
 def swap_for_test(ui, layout, ckpt, image, prefix):
     """The test's copy: tiny checkpoint, small input image, own output prefix, fewer steps."""
     for node in ui["nodes"]:
-        if node["type"] == "CheckpointLoaderSimple":
+        if node["type"] == "CheckpointLoaderSimple" and ckpt is None:
+            node["type"], node["widgets_values"] = IN_MEMORY_LOADER, [layout, 0, "fixed"]
+        elif node["type"] == "CheckpointLoaderSimple":
             node["widgets_values"][0] = ckpt
         elif node["type"] == "LoadImage":
             node["widgets_values"][0] = image
@@ -170,7 +176,7 @@ def inputs(server, tiny_ckpt):
         layout, size = RUN_AS.get(name, DEFAULT_RUN)
         image = f"wf_{name}.png"
         write_image(server.dirs["input"] / image, size, seed=i)
-        chosen[name] = (layout, tiny_ckpt[layout], image)
+        chosen[name] = (layout, tiny_ckpt.get(layout), image)
     return chosen
 
 
