@@ -66,27 +66,27 @@ def queue_and_interrupt_at(server, prompt, node, step=2, timeout=300):
 
 
 # -- 1. interrupts ------------------------------------------------------------------------------
-@pytest.mark.parametrize("stage", ["inversion", "edit"])
-def test_interrupt_then_same_result_as_clean_run(server, tiny_ckpt, stage):
+@pytest.mark.parametrize("stage, layout", [("inversion", "sd15"), ("edit", "sd15"), ("edit", "sd35")])
+def test_interrupt_then_same_result_as_clean_run(server, tiny_ckpt, stage, layout):
     """POST /interrupt inside the node; the re-queued prompt finishes and equals a clean (uncached) run."""
-    image = write_image(server, f"rel_int_{stage}.png", 128, 128, seed=3)   # 16x16 latent
+    image = write_image(server, f"rel_int_{stage}_{layout}.png", 128, 128, seed=3)   # 16x16 latent
     steps, seed = 12, 101 if stage == "inversion" else 202
     target = "5" if stage == "inversion" else "8"
     concepts = (("glasses", False), ("a red hat", True))
-    prompt = prompt_for(tiny_ckpt["sd15"], image, steps=steps, seed=seed, prefix=f"rel_int_{stage}",
-                        concepts=concepts)
+    ckpt = tiny_ckpt[layout]
+    prompt = prompt_for(ckpt, image, steps=steps, seed=seed, prefix=f"rel_int_{stage}_{layout}", concepts=concepts)
     if stage == "edit":   # the inversion gets cached first, so the interrupted prompt only edits
-        assert ok(server.run(prompt_for(tiny_ckpt["sd15"], image, steps=steps, seed=seed, prefix="rel_int_warm")))
+        assert ok(server.run(prompt_for(ckpt, image, steps=steps, seed=seed, prefix=f"rel_int_warm_{layout}")))
     prompt_id = queue_and_interrupt_at(server, prompt, target, step=3)
     entry = server.wait(prompt_id)
     interrupted = messages(entry, "execution_interrupted")
     assert not ok(entry) and interrupted, entry["status"]
     assert interrupted[0]["node_id"] == target, f"interrupted in {interrupted[0]} instead of node {target}"
-    after = server.run(with_prefix(prompt, f"rel_after_{stage}"))
+    after = server.run(with_prefix(prompt, f"rel_after_{stage}_{layout}"))
     assert ok(after), error_text(after)
     # a different prompt in between evicts the cache, then a clean run of the same prompt
-    assert ok(server.run(prompt_for(tiny_ckpt["sd15"], image, steps=2, seed=seed + 1)))
-    clean = server.run(with_prefix(prompt, f"rel_clean_{stage}"))
+    assert ok(server.run(prompt_for(ckpt, image, steps=2, seed=seed + 1)))
+    clean = server.run(with_prefix(prompt, f"rel_clean_{stage}_{layout}"))
     assert ok(clean), error_text(clean)
     assert not {"5", "8"} & cached_nodes(clean), "the clean run was served from the cache"
     assert torch.equal(read_latent(server, after), read_latent(server, clean))
