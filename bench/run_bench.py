@@ -19,12 +19,10 @@ sampled every 5 ms (activation = peak minus the RSS before the phase, i.e. above
 Needs the `bench` extra (diffusers, transformers, psutil) in ComfyUI's Python.
 """
 import argparse
-import asyncio
 import os
 import pathlib
 import shutil
 import sys
-import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -60,30 +58,15 @@ def parse_args():
 
 ARGS = parse_args()
 COMFY = pathlib.Path(ARGS.comfyui).resolve()
-# ComfyUI's `nodes` module must win over the pack's `nodes/` package: the repo root leaves sys.path,
-# this folder (bench_* helpers) goes last
-sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() not in (REPO, REPO / "bench")]
-sys.path.insert(0, str(COMFY))
 sys.path.append(str(REPO / "bench"))
-os.chdir(COMFY)
+from bench_host import call, init_comfy, prepare  # noqa: E402
 
-import comfy.cli_args  # noqa: E402
+SCRATCH = prepare(COMFY, ARGS.device)
 
-comfy.cli_args.args.cpu = ARGS.device == "cpu"
-comfy.cli_args.args.use_pytorch_cross_attention = True
-comfy.cli_args.args.disable_api_nodes = True
-
-import folder_paths  # noqa: E402
 import torch  # noqa: E402
 from bench_measure import ROWS, Meter as _Meter, free as _free, record, rss  # noqa: E402
 from bench_report import print_table, versions  # noqa: E402
 from bench_weights import build_weights, test_image, touch  # noqa: E402
-
-# nothing the nodes write (previews, temp images, input/3d) lands in the ComfyUI tree
-SCRATCH = tempfile.mkdtemp(prefix="ledits_bench_")
-for _kind in ("temp", "output", "input"):
-    os.makedirs(os.path.join(SCRATCH, _kind), exist_ok=True)
-    getattr(folder_paths, f"set_{_kind}_directory")(os.path.join(SCRATCH, _kind))
 
 if ARGS.threads:
     torch.set_num_threads(ARGS.threads)
@@ -153,25 +136,6 @@ def diffusers_unet_alone(unet, size, steps, rows):
 
 
 # -- ComfyUI + the pack -----------------------------------------------------------------------------
-def init_comfy():
-    import nodes
-    run = lambda c: asyncio.run(c) if asyncio.iscoroutine(c) else c
-    run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    before = set(nodes.NODE_CLASS_MAPPINGS)
-    assert run(nodes.load_custom_node(str(REPO), ignore=before)), "ComfyUI failed to load the pack"
-    return nodes
-
-
-def call(nodes, node_id, **inputs):
-    cls = nodes.NODE_CLASS_MAPPINGS[node_id]
-    with torch.inference_mode():
-        if hasattr(cls, "define_schema"):
-            out = cls.execute(**inputs)
-            return tuple(out.result if hasattr(out, "result") else out)
-        out = getattr(cls(), cls.FUNCTION)(**inputs)
-        return tuple(out["result"] if isinstance(out, dict) else out)
-
-
 class Pack:
     def __init__(self, nodes, folder):
         import comfy.diffusers_load
