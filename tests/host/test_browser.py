@@ -181,11 +181,12 @@ def _built_edit_prompt(ckpt, image):
     }
 
 
-def _tiny_edit_prompt(browser, ckpt, image):
-    """The SD1.5 edit workflow (workflows/ledits_edit_sd15.json when it exists) made tiny: tiny checkpoint,
-    a 256 px input, 4 steps, a fresh seed (so nothing is served from the cache), warmup 1 on the first
-    concept (its mask forms after step 1), plus a Mask From Attention node when the workflow has none."""
-    path = WORKFLOWS / "ledits_edit_sd15.json"
+def _tiny_edit_prompt(browser, ckpt, image, workflow="ledits_edit_sd15", layout=None):
+    """An edit workflow (workflows/<workflow>.json when it exists) made tiny: tiny checkpoint (or, with
+    no ckpt, the in-memory tiny `layout` loader in place of Load Checkpoint), a 256 px input, 4 steps,
+    a fresh seed (so nothing is served from the cache), warmup 1 on the first concept (its mask forms
+    after step 1), plus a Mask From Attention node when the workflow has none."""
+    path = WORKFLOWS / f"{workflow}.json"
     source = "built in the test"
     api = None
     if path.is_file():
@@ -204,7 +205,9 @@ def _tiny_edit_prompt(browser, ckpt, image):
     concepts = []
     for node in api.values():
         kind, inputs = node["class_type"], node["inputs"]
-        if kind == "CheckpointLoaderSimple":
+        if kind == "CheckpointLoaderSimple" and ckpt is None:
+            node["class_type"], node["inputs"] = "LEditsPPTestTinyModel", {"layout": layout, "seed": 0}
+        elif kind == "CheckpointLoaderSimple":
             inputs["ckpt_name"] = ckpt
         elif kind == "LoadImage":
             inputs["image"] = image
@@ -269,9 +272,14 @@ def _scrubber_clip(browser, box):
     return {"x": box["x"], "y": box["y"] + box["title"] + band[0], "width": box["width"], "height": band[1]}
 
 
-def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ckpt):
+@pytest.mark.parametrize("workflow, layout", [("ledits_edit_sd15", "sd15"), ("ledits_edit_flux", "flux")])
+def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ckpt, workflow, layout):
+    """Previews and the step scrubber after an edit run from the front end, on a UNet (SD1.5) and a
+    DiT (Flux: masks from joint attention on the token grid). Screenshots of the SD1.5 run feed the
+    README; the Flux ones get a _flux suffix."""
     image = _input_image(server)
-    api, source = _tiny_edit_prompt(browser, tiny_ckpt["sd15"], image)
+    api, source = _tiny_edit_prompt(browser, tiny_ckpt.get(layout), image, workflow, layout)
+    tag = "" if layout == "sd15" else f"_{layout}"
     print(f"\nedit workflow: {source}")
     browser.load_api_prompt(api, "ledits_edit_tiny")
     since = len(browser.console)
@@ -319,13 +327,13 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
 
     box = browser.frame_node(MASK_NODE, left=900, top=150)
     browser.page.wait_for_timeout(300)
-    browser.shot("mask_from_attention_preview", clip=_pad(box))
+    browser.shot(f"mask_from_attention_preview{tag}", clip=_pad(box))
     box = browser.frame_node(EDIT_NODE)
     browser.page.wait_for_timeout(400)
-    browser.shot("edit_run_canvas")
-    last = browser.shot("guided_edit_step_last", clip=_pad(box))
+    browser.shot(f"edit_run_canvas{tag}")
+    last = browser.shot(f"guided_edit_step_last{tag}", clip=_pad(box))
     scrub_clip = _scrubber_clip(browser, box)
-    scrub_last = browser.shot("scrubber_step_last", clip=scrub_clip)
+    scrub_last = browser.shot(f"scrubber_step_last{tag}", clip=scrub_clip)
     assert browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE) == 3
 
     # drag the slider to its left end with the mouse: step 1 (the first concept is still in warmup)
@@ -334,8 +342,8 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
     browser.page.wait_for_timeout(400)
     step = browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE)
     assert step == 0, f"clicking the slider's left end selected step index {step}"
-    first = browser.shot("guided_edit_step_first", clip=_pad(box))
-    scrub_first = browser.shot("scrubber_step_first", clip=scrub_clip)
+    first = browser.shot(f"guided_edit_step_first{tag}", clip=_pad(box))
+    scrub_first = browser.shot(f"scrubber_step_first{tag}", clip=scrub_clip)
     a, b = _pixels(scrub_last), _pixels(scrub_first)
     changed = float((abs(a - b).sum(-1) > 30).mean())
     print(f"scrubber pixels changed between step 4 and step 1: {100 * changed:.1f}%")
@@ -344,7 +352,7 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
     x, y = _slider_point(browser, 1.0)
     browser.page.mouse.click(x, y)
     browser.page.wait_for_timeout(400)
-    again = _pixels(browser.shot("scrubber_step_last_again", clip=scrub_clip))
+    again = _pixels(browser.shot(f"scrubber_step_last_again{tag}", clip=scrub_clip))
     assert float((abs(a - again).sum(-1) > 30).mean()) < 0.002, "the last step does not redraw the same picture"
 
     # the attention view draws something else again
@@ -352,7 +360,7 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
         const w = n.widgets.find(w => w.name === 'preview shows'); w.value = 'attention'; w.callback?.('attention'); }""",
                EDIT_NODE)
     browser.page.wait_for_timeout(300)
-    attention = _pixels(browser.shot("scrubber_attention_view", clip=scrub_clip))
+    attention = _pixels(browser.shot(f"scrubber_attention_view{tag}", clip=scrub_clip))
     assert float((abs(a - attention).sum(-1) > 30).mean()) > 0.01
     assert first.exists() and last.exists()
     assert not browser.pack_errors(since), browser.pack_errors(since)
