@@ -309,3 +309,20 @@ def test_bad_input_on_dits(load_dit, run_node, empty):
         run_node("SamplerCustomAdvanced", noise=run_node("DisableNoise")[0], guider=guider,
                  sampler=run_node("LEditsPPSampler", inversion=inversion)[0], sigmas=sigmas,
                  latent_image=flow_latent(1, 8, 10))
+
+
+def test_auto_blocks_follow_the_measured_rule(comfy_host, load_dit):
+    """'auto' = SD3: the last two thirds of the joint blocks; Flux: every double block plus the
+    second half of the single blocks (bench/dit_block_study.md), at any model size."""
+    import sys
+    import types
+    families = sys.modules[comfy_host["pack"].__name__ + ".nodes.families"]
+    blocks = lambda n: [None] * n
+    sd3_24 = types.SimpleNamespace(joint_blocks=blocks(24))
+    flux_full = types.SimpleNamespace(double_blocks=blocks(19), single_blocks=blocks(38))
+    assert list(families.SD3.default_blocks(sd3_24)) == list(range(8, 24))
+    assert list(families.FLUX.default_blocks(flux_full)) == list(range(19)) + list(range(38, 57))
+    assert list(families.SD3.default_blocks(load_dit("sd3")[0].model.diffusion_model)) == [1]
+    assert list(families.FLUX.default_blocks(load_dit("flux")[0].model.diffusion_model)) == [0, 1, 3]
+    sites = families.FLUX.joint_blocks(flux_full)
+    assert sites[18] == ("double_block", 18) and sites[19] == ("single_block", 0) and len(sites) == 57
