@@ -223,6 +223,26 @@ def collect(outputs, work, out_dir, concepts, batch):
     return written
 
 
+TINY_STEPS, TINY_SIZE = 4, 128     # the install check on the tiny random model: seconds, not minutes
+
+
+def run_defaults(args, demo, sdxl):
+    """(steps, size): what the user gave, else a few steps at 128 px on the tiny model (the install
+    check must take seconds on a busy CPU), else 30 steps at the checkpoint's native size."""
+    steps = args.steps if args.steps is not None else TINY_STEPS if demo else 30
+    size = args.size if args.size is not None else TINY_SIZE if demo else 1024 if sdxl else 512
+    return steps, size
+
+
+def install_summary(nodes_module, image, steps, written, out_dir, seconds):
+    """One line saying what the tiny-model run checked, so a newcomer knows the install works."""
+    import comfyui_version
+    pack_nodes = [n for n in nodes_module.NODE_CLASS_MAPPINGS if n.startswith("LEditsPP")]
+    return (f"{PROG}: install check OK: ComfyUI {comfyui_version.__version__} loaded the pack's {len(pack_nodes)} "
+            f"nodes, inverted and edited a {image.size[0]}x{image.size[1]} image in {steps} steps and wrote "
+            f"{len(written)} files to {out_dir} in {seconds:.1f} s (tiny random model: the images are noise)")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="ledits_edit.py", description="LEDITS++ edit of one image, headless on a real ComfyUI "
@@ -234,14 +254,16 @@ def parse_args(argv):
     p.add_argument("--add", action="append", default=[], metavar="TEXT", help="concept to add (repeatable)")
     p.add_argument("--remove", action="append", default=[], metavar="TEXT", help="concept to remove (repeatable)")
     p.add_argument("--out", default="ledits_out", help="output folder (default: ./ledits_out)")
-    p.add_argument("--steps", type=int, default=30, help="inversion/edit steps (default 30)")
+    p.add_argument("--steps", type=int, default=None,
+                   help=f"inversion/edit steps (default 30; {TINY_STEPS} with the tiny built-in model)")
     p.add_argument("--skip", type=float, default=0.15, help="fraction of the noisiest steps skipped (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="inversion noise seed (default 0)")
     p.add_argument("--add-scale", type=float, default=7.0, help="edit scale of added concepts (default 7)")
     p.add_argument("--remove-scale", type=float, default=5.0, help="edit scale of removed concepts (default 5)")
     p.add_argument("--threshold", type=float, default=0.9, help="mask threshold, 0.9 edits ~10%% (default 0.9)")
     p.add_argument("--size", type=int, default=None,
-                   help="resize so the long side is at most this many px (default 512 SD1.x, 1024 SDXL; 0 = keep)")
+                   help="resize so the long side is at most this many px (default 512 SD1.x, 1024 SDXL, "
+                        f"{TINY_SIZE} with the tiny built-in model; 0 = keep)")
     p.add_argument("--model", choices=["auto", "sd15", "sdxl"], default="auto",
                    help="which example workflow: auto (from the checkpoint), sd15 (SD1.x/SD2.x) or sdxl")
     p.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH)")
@@ -250,7 +272,7 @@ def parse_args(argv):
     p.add_argument("--tiny-classes", action="store_true",
                    help="(testing) also recognise the tiny random-weight checkpoints of tools/tiny_models.py")
     args = p.parse_args(argv)
-    if not (1 <= args.steps <= 1000):
+    if args.steps is not None and not (1 <= args.steps <= 1000):
         p.error("--steps must be between 1 and 1000")
     return args
 
@@ -276,11 +298,11 @@ def main(argv=None):
         if any(not t.strip() for t in adds + removes):
             raise UsageError("a concept text is empty")
         sdxl = args.model == "sdxl" or (args.model == "auto" and ckpt_path is not None and looks_like_sdxl(ckpt_path))
-        size = args.size if args.size is not None else (1024 if sdxl else 512)
+        steps, size = run_defaults(args, demo, sdxl)
         image = fit_size(image, size)
         out_dir = pathlib.Path(args.out).expanduser().resolve()
         prompt, concepts = edit_prompt(ckpt_path.name if ckpt_path else "ledits_tiny_random_sd15.safetensors",
-                                       "ledits_input.png", adds, removes, args.steps, args.skip, args.seed,
+                                       "ledits_input.png", adds, removes, steps, args.skip, args.seed,
                                        args.add_scale, args.remove_scale, args.threshold, sdxl)
         if args.print_prompt:
             print(json.dumps(prompt, indent=1))
@@ -317,8 +339,9 @@ def main(argv=None):
         return 130
     for path in written:
         print(path)
-    print(f"{PROG}: wrote {len(written)} files to {out_dir} in {time.monotonic() - started:.1f} s"
-          + (" (tiny random model: the images are noise)" if demo else ""), file=sys.stderr)
+    seconds = time.monotonic() - started
+    print(install_summary(nodes_module, image, steps, written, out_dir, seconds) if demo else
+          f"{PROG}: wrote {len(written)} files to {out_dir} in {seconds:.1f} s", file=sys.stderr)
     return 0
 
 

@@ -60,8 +60,9 @@ def test_prompt_is_the_example_workflow(workflow, sdxl, server, tiny_ckpt):
 
 
 def test_runs_with_the_tiny_builtin_model(comfy_host, tmp_path):
+    """The README's install check: no --ckpt, no --steps/--size -> 4 steps at 128 px, one summary line."""
     out = tmp_path / "out"
-    proc = run_tool(["--out", out, "--steps", 4], cwd=tmp_path, comfyui=comfy_host["root"])
+    proc = run_tool(["--out", out], cwd=tmp_path, comfyui=comfy_host["root"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RANDOM-WEIGHT" in proc.stderr and "noise" in proc.stderr
     names = sorted(p.name for p in out.iterdir())
@@ -70,6 +71,24 @@ def test_runs_with_the_tiny_builtin_model(comfy_host, tmp_path):
     assert png_size(out / "mask_1_add_glasses.png") == (128, 96)
     assert "LEDITS++ Guided Edit" in proc.stderr and "4/4" in proc.stderr       # progress
     assert proc.stdout.split() == [str(out / n) for n in names]
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert summary.startswith(f"ledits_edit: install check OK: ComfyUI {comfy_host['version']} loaded the "
+                              "pack's 7 nodes, inverted and edited a 128x96 image in 4 steps"), summary
+    print("\n" + summary)
+
+
+def test_tiny_model_defaults_yield_to_the_users_flags():
+    """A photo without --ckpt is scaled to 128 px and run in 4 steps unless --steps/--size say otherwise;
+    a real checkpoint keeps 30 steps at its native size."""
+    tool = load_tool()
+    defaults = lambda *argv, demo=True, sdxl=False: tool.run_defaults(tool.parse_args(list(argv)), demo, sdxl)
+    assert defaults("--image", "photo.png") == (4, 128)
+    assert defaults("--steps", "12", "--size", "0") == (12, 0)
+    assert defaults("--size", "256") == (4, 256)
+    assert defaults("--ckpt", "x", demo=False) == (30, 512)
+    assert defaults("--ckpt", "x", demo=False, sdxl=True) == (30, 1024)
+    from PIL import Image
+    assert tool.fit_size(Image.new("RGB", (320, 256)), 128).size == (128, 96)   # the newcomer's photo
 
 
 def test_runs_with_a_checkpoint_file_and_image(comfy_host, tiny_ckpt, session_dir, tmp_path):
