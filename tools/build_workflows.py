@@ -38,6 +38,10 @@ INVERSION = [30, 0.15, 0, "fixed", "exact", 3.5, 1, -1.0]
 CONCEPT_ADD = ["glasses", 7.0, 0.9, False, 0, 10000, "intersect"]
 CONCEPT_REMOVE = ["cat", 5.0, 0.9, True, 0, 10000, "intersect"]
 EDIT = [7.5, 0.0]
+# Guided Edit / Mask From Attention grow after a run (step scrubber, mask previews): their columns
+# stay free below them, and their declared size is the grown one, so nothing is drawn over.
+GROWN_EDIT = [360, 860]
+GROWN_MASK = [360, 720]
 
 
 def loader_block(wf, ckpt, negative=True):
@@ -125,18 +129,18 @@ def edit_workflow(name, family):
     loader_block(wf, ckpt, negative=negative)
     inversion_block(wf, negative=negative)
     last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE])
-    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=GROWN_EDIT)
     wf.link(1, 0, 8, "model")
     wf.link(5, 0, 8, "inversion")
     wf.link(last, 0, 8, "concepts")
-    wf.node(9, "VAEDecode", (1600, 440))
+    wf.node(9, "VAEDecode", (1620, 440))
     wf.link(8, 0, 9, "samples")
     wf.link(1, 2, 9, "vae")
-    wf.node(10, "SaveImage", (1600, 580), ["ledits_edit"], size=[400, 420])
+    wf.node(10, "SaveImage", (1620, 580), ["ledits_edit"], size=[400, 420])
     wf.link(9, 0, 10, "images")
-    wf.node(11, "MaskToImage", (1200, 700))
+    wf.node(11, "MaskToImage", (1620, 1070))
     wf.link(8, 1, 11, "mask")
-    wf.node(12, "PreviewImage", (1200, 820), title="Concept masks (one per concept)", size=[340, 320])
+    wf.node(12, "PreviewImage", (1620, 1190), title="Concept masks (one per concept)", size=[400, 360])
     wf.link(11, 0, 12, "images")
     wf.group("4. Edit, decode, save", [8, 9, 10, 11, 12], COLORS["edit"])
     note(wf, f"""
@@ -205,18 +209,18 @@ def attention_masks_workflow():
     wf.node(6, "LEditsPPEditConcept", (790, 1040), concept, title="Word to mask", size=[340, 250])
     wf.link(1, 1, 6, "clip")
     wf.group("3. What to find", [16, 6], COLORS["concepts"])
-    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=GROWN_EDIT)
     wf.link(16, 0, 8, "model")
     wf.link(5, 0, 8, "inversion")
     wf.link(6, 0, 8, "concepts")
-    wf.node(17, "LEditsPPMaskFromAttention", (1200, 700), [0, -1, -1.0, True, "image"], size=[340, 200])
+    wf.node(17, "LEditsPPMaskFromAttention", (1620, 440), [0, -1, -1.0, True, "image"], size=GROWN_MASK)
     wf.link(8, 2, 17, "attention")
     wf.group("4. Record and turn into a mask", [8, 17], COLORS["edit"])
-    wf.node(18, "PreviewImage", (1600, 440), title="Attention heat-map", size=[340, 320])
+    wf.node(18, "PreviewImage", (2080, 440), title="Attention heat-map", size=[340, 320])
     wf.link(17, 1, 18, "images")
-    wf.node(11, "MaskToImage", (1600, 820))
+    wf.node(11, "MaskToImage", (2080, 820))
     wf.link(17, 0, 11, "mask")
-    wf.node(10, "SaveImage", (1600, 940), ["ledits_mask"], title="Binary mask (saved)", size=[340, 320])
+    wf.node(10, "SaveImage", (2080, 940), ["ledits_mask"], title="Binary mask (saved)", size=[340, 320])
     wf.link(11, 0, 10, "images")
     wf.group("5. Heat-map and mask", [18, 11, 10], COLORS["out"])
     note(wf, """
@@ -240,23 +244,23 @@ def reconstruct_workflow():
                   "(difference image black).")
     loader_block(wf, SD15_CKPT)
     inversion_block(wf)
-    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=[340, 190])
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=GROWN_EDIT)
     wf.link(1, 0, 8, "model")
     wf.link(5, 0, 8, "inversion")
-    wf.node(9, "VAEDecode", (1600, 440))
+    wf.node(9, "VAEDecode", (1620, 440))
     wf.link(8, 0, 9, "samples")
     wf.link(1, 2, 9, "vae")
-    wf.node(10, "SaveImage", (1600, 580), ["ledits_reconstruct"], title="Replay (no concepts)", size=[360, 360])
+    wf.node(10, "SaveImage", (1620, 580), ["ledits_reconstruct"], title="Replay (no concepts)", size=[360, 360])
     wf.link(9, 0, 10, "images")
     wf.group("3. Replay without concepts", [8, 9, 10], COLORS["edit"])
-    wf.node(19, "VAEDecode", (2020, 440), title="VAE round trip of the input")
+    wf.node(19, "VAEDecode", (2040, 440), title="VAE round trip of the input")
     wf.link(3, 0, 19, "samples")
     wf.link(1, 2, 19, "vae")
-    wf.node(20, "ImageBlend", (2020, 580), [1.0, "difference"], title="Difference (black = exact)",
+    wf.node(20, "ImageBlend", (2040, 580), [1.0, "difference"], title="Difference (black = exact)",
             size=[320, 130])
     wf.link(9, 0, 20, "image1")
     wf.link(19, 0, 20, "image2")
-    wf.node(21, "PreviewImage", (2020, 760), title="Difference", size=[340, 320])
+    wf.node(21, "PreviewImage", (2040, 760), title="Difference", size=[340, 320])
     wf.link(20, 0, 21, "images")
     wf.group("4. Compare", [19, 20, 21], COLORS["out"])
     note(wf, """

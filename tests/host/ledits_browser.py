@@ -3,6 +3,12 @@
 import os
 import pathlib
 import shutil
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+VIEWPORT = {"width": 1600, "height": 1000}
 
 EXTENSION = "ledits_pp.previews"
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
@@ -68,3 +74,41 @@ class Browser:
             return {x: r.left + left, y: r.top + top - title, width: n.size[0], height: n.size[1] + title,
                     canvasLeft: r.left, canvasTop: r.top, title};
         }""", [node_type, left, top])
+
+
+def open_browser(server):
+    """A page on the server's front end (a module-scoped fixture in the browser test files); skips
+    with one loud line when chromium or playwright is missing."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("BROWSER TESTS SKIPPED: no chromium found (apt-get install chromium; or set LEDITS_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("BROWSER TESTS SKIPPED: the playwright Python package is missing from this host's venv "
+                    "(pip install playwright; never run `playwright install`, the system chromium is used)")
+    version = server.get_json("/system_stats")["system"].get("comfyui_version", "unknown")
+    artifacts = REPO / "test-artifacts" / f"browser-{version}"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for setting, value in (("Comfy.TutorialCompleted", True), ("Comfy.Minimap.Visible", False)):
+        server.request(f"/settings/{setting}", value)
+    started = time.monotonic()
+    with sync_playwright() as playwright:
+        chrome = playwright.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
+        try:
+            context = chrome.new_context(viewport=VIEWPORT, device_scale_factor=1)
+            local = server.url
+            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local)
+                          else route.abort())
+            page = context.new_page()
+            b = Browser(page, server, artifacts)
+            page.goto(server.url)
+            page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=60000)
+            page.keyboard.press("Escape")
+            page.wait_for_function("app.extensions && app.extensions.length > 0", timeout=30000)
+            b.version = version
+            b.ready_s = time.monotonic() - started
+            yield b
+        finally:
+            (artifacts / "console.log").write_text("\n".join(f"{k}: {t} [{w}]" for k, t, w in b.console))
+            chrome.close()

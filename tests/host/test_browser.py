@@ -11,52 +11,17 @@ import random
 import time
 
 import pytest
-from ledits_browser import EXTENSION, FLAGS, Browser, find_chromium
+from ledits_browser import EXTENSION, VIEWPORT, open_browser
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
 EDIT_NODE = "LEditsPPGuidedEdit"
 MASK_NODE = "LEditsPPMaskFromAttention"
 PACK_PREFIX = "LEditsPP"
-VIEWPORT = {"width": 1600, "height": 1000}
 RUN_TIMEOUT_S = 600
 
 
-@pytest.fixture(scope="module")
-def browser(server):
-    chromium = find_chromium()
-    if chromium is None:
-        pytest.skip("BROWSER TESTS SKIPPED: no chromium found (apt-get install chromium; or set LEDITS_CHROMIUM)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("BROWSER TESTS SKIPPED: the playwright Python package is missing from this host's venv "
-                    "(pip install playwright; never run `playwright install`, the system chromium is used)")
-    version = server.get_json("/system_stats")["system"].get("comfyui_version", "unknown")
-    artifacts = REPO / "test-artifacts" / f"browser-{version}"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    for setting, value in (("Comfy.TutorialCompleted", True), ("Comfy.Minimap.Visible", False)):
-        server.request(f"/settings/{setting}", value)
-    started = time.monotonic()
-    with sync_playwright() as playwright:
-        chrome = playwright.chromium.launch(executable_path=chromium, args=FLAGS, headless=True)
-        try:
-            context = chrome.new_context(viewport=VIEWPORT, device_scale_factor=1)
-            local = server.url
-            context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local)
-                          else route.abort())
-            page = context.new_page()
-            b = Browser(page, server, artifacts)
-            page.goto(server.url)
-            page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=60000)
-            page.keyboard.press("Escape")
-            page.wait_for_function("app.extensions && app.extensions.length > 0", timeout=30000)
-            b.version = version
-            b.ready_s = time.monotonic() - started
-            yield b
-        finally:
-            (artifacts / "console.log").write_text("\n".join(f"{k}: {t} [{w}]" for k, t, w in b.console))
-            chrome.close()
+browser = pytest.fixture(scope="module")(open_browser)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,122 @@
+"""Every template after a run, as a new user sees it (issue #11, part 3): opened in the front end with
+its own layout, the checkpoint loader swapped for the in-memory tiny model of its family, queued from
+the front end; once the previews (mask previews, step scrubber, images) have arrived, no two node
+rectangles overlap and every node that shows images is big enough for them.
+
+Skips with one loud line when chromium or playwright is missing (see ledits_browser.open_browser).
+"""
+import json
+import pathlib
+import random
+import time
+
+import pytest
+from ledits_browser import open_browser
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
+LAYOUT_OF = {"sdxl": "sdxl", "sd35": "sd35", "flux": "flux"}     # file-name part -> tiny layout (else sd15)
+RUN_TIMEOUT_S = 600
+
+browser = pytest.fixture(scope="module")(open_browser)
+
+SWAP_LOADER = """async ([layout, image, seed]) => {
+    const g = app.graph;
+    const linkOf = (id) => (g.links.get ? g.links.get(id) : g.links[id]);
+    for (const old of g.nodes.filter(n => n.type === "CheckpointLoaderSimple")) {
+        const tiny = LiteGraph.createNode("LEditsPPTestTinyModel");
+        tiny.pos = [old.pos[0], old.pos[1]];
+        g.add(tiny);
+        tiny.widgets.find(w => w.name === "layout").value = layout;
+        old.outputs.forEach((output, slot) => {
+            for (const id of [...(output.links || [])]) {
+                const link = linkOf(id);
+                tiny.connect(slot, g.getNodeById(link.target_id), link.target_slot);
+            }
+        });
+        g.remove(old);
+    }
+    for (const n of g.nodes) {
+        for (const w of n.widgets || []) {
+            if (n.type === "LoadImage" && w.name === "image") w.value = image;
+            if (n.type === "LEditsPPInversion" && w.name === "steps") w.value = 4;
+            if (n.type === "LEditsPPInversion" && w.name === "seed") w.value = seed;
+            if (w.name === "control_after_generate") w.value = "fixed";
+        }
+    }
+    app.canvas.setDirty(true, true);
+}"""
+
+LAYOUT_STATE = """() => {
+    const title = (window.LiteGraph || {}).NODE_TITLE_HEIGHT || 30;
+    return app.graph.nodes.map(n => ({
+        id: n.id, type: n.type, title: n.title,
+        rect: [n.pos[0], n.pos[1] - title, n.size[0], n.size[1] + title],
+        min_height: n.computeSize ? n.computeSize()[1] : 0,
+        images: (n.imgs || []).length,
+        loaded: (n.imgs || []).every(i => i.complete && i.naturalWidth > 0),
+    }));
+}"""
+
+
+def overlaps(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def wait_for_new_prompt(server, before, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = set(server.get_json("/history?max_items=5")) - before
+        if new:
+            return new.pop()
+        queue = server.get_json("/queue")
+        running = queue["queue_running"] + queue["queue_pending"]
+        if running:
+            return running[0][1]
+        time.sleep(0.3)
+    raise AssertionError("the front end did not queue the prompt")
+
+
+def wait_done(server, prompt_id):
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        entry = server.get_json(f"/history/{prompt_id}").get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            return entry
+        server.assert_alive()
+        time.sleep(0.3)
+    server.interrupt()
+    raise AssertionError(f"prompt {prompt_id} not finished after {RUN_TIMEOUT_S} s")
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_template_after_a_run_has_no_overlaps(browser, server, path):
+    from PIL import Image
+    image = f"template_{path.stem}.png"
+    Image.new("RGB", (128, 96), (180, 90, 40)).save(server.base / "input" / image)
+    layout = next((v for k, v in LAYOUT_OF.items() if k in path.stem), "sd15")
+    browser.load_ui_workflow(json.loads(path.read_text()), path.name)
+    browser.js(SWAP_LOADER, [layout, image, random.Random(time.time_ns()).randrange(1, 10**6)])
+    before = set(server.get_json("/history"))
+    browser.js("async () => { await app.queuePrompt(0, 1); }")
+    entry = wait_done(server, wait_for_new_prompt(server, before))
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
+    shown = {node_id for node_id, out in entry["outputs"].items() if out.get("images")}
+    browser.page.wait_for_function(f"""() => {{ const ids = {json.dumps(sorted(shown))};
+        return ids.every(id => {{ const n = app.graph.getNodeById(Number(id)) || app.graph.getNodeById(id);
+            return n && n.imgs && n.imgs.length && n.imgs.every(i => i.complete && i.naturalWidth > 0); }}); }}""",
+                                   timeout=30000)
+    browser.page.wait_for_timeout(500)            # the front end resizes nodes for their previews
+    nodes = browser.js(LAYOUT_STATE)
+    browser.js("() => { app.canvas.ds.scale = 0.45; app.canvas.ds.offset[0] = 20; app.canvas.ds.offset[1] = 60; app.canvas.setDirty(true, true); }")
+    browser.page.wait_for_timeout(300)
+    browser.shot(f"template_after_run_{path.stem}")
+    clashes = [(a["title"] or a["type"], b["title"] or b["type"])
+               for i, a in enumerate(nodes) for b in nodes[i + 1:] if overlaps(a["rect"], b["rect"])]
+    assert not clashes, f"{path.stem}: overlapping nodes after a run: {clashes}"
+    cramped = [(n["title"] or n["type"], n["rect"][3], n["min_height"]) for n in nodes
+               if n["images"] and n["rect"][3] - 30 + 1 < n["min_height"]]
+    assert not cramped, f"{path.stem}: nodes too small for what they show: {cramped}"
+    assert all(n["loaded"] for n in nodes if n["images"])
