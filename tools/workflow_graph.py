@@ -3,8 +3,13 @@
 [id, origin_id, origin_slot, target_id, target_slot, type], groups, extra). Node inputs[] list the
 socket inputs in definition order (widgets are restored from the node definition on load).
 Needs only Python; never imports ComfyUI or the pack."""
+import pathlib
+import tomllib
 
-PACK_ID, PACK_VERSION = "ledits-pp", "0.1.0"
+# The pack's Registry id and version, recorded in every LEDITS++ node (cnr_id / ver): read from
+# pyproject.toml, so a release bump reaches the workflows when they are regenerated.
+_PROJECT = tomllib.loads((pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+PACK_ID, PACK_VERSION = _PROJECT["name"], _PROJECT["version"]
 CORE_VERSION = "0.3.64"
 
 # type -> (socket inputs [(name, type)], outputs [(name, type)]), in definition order.

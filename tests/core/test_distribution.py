@@ -218,6 +218,9 @@ def test_core_imports_under_any_folder_name():
     assert run_probe(code)[-1] == "ComfyUI_ledits_pp-main.ledits_core True"
 
 
+REPO_PLACEHOLDER = "<owner>/<repository>"   # until the pack has a public repository (publish.yml refuses it)
+
+
 def load_pyproject():
     import tomllib
     return tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -236,7 +239,11 @@ def test_pyproject_has_the_registry_keys():
         assert (REPO / project["license"]["file"]).is_file()
     assert project["requires-python"].startswith(">=")
     assert project.get("dependencies") == []                 # torch etc. come with ComfyUI
-    assert {"Repository", "Documentation", "Bug Tracker"} <= set(project["urls"])
+    urls = project["urls"]                                   # the keys the Registry reads (comfy_config URLs)
+    assert {"Repository", "Documentation", "Issues"} <= set(urls)
+    placeholder = [key for key, url in urls.items() if REPO_PLACEHOLDER in url]
+    assert placeholder in ([], list(urls)), f"replace {REPO_PLACEHOLDER} in every URL at once: {placeholder}"
+    assert (REPO_PLACEHOLDER in comfy["Icon"]) == bool(placeholder), "Icon and URLs: one repository"
     for key in ("PublisherId", "DisplayName", "Icon", "requires-comfyui"):
         assert comfy.get(key), f"[tool.comfy] {key} missing"
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]*", comfy["PublisherId"])

@@ -195,10 +195,14 @@ def _extra_paths_yaml(path, custom_nodes, checkpoints):
     return path
 
 
-def start_server(host_root, base, checkpoints_dir):
-    """Start main.py on a free port and wait for /system_stats; returns a ComfyServer."""
-    installed = installed_as(host_root)
-    dirs = _prepare_dirs(base, link_pack=installed is None)
+def start_server(host_root, base, checkpoints_dir, installed_pack=None):
+    """Start main.py on a free port and wait for /system_stats; returns a ComfyServer.
+
+    installed_pack: the folder name of a pack copy already in base/custom_nodes (an unzipped
+    Registry archive); the server then runs with --base-directory base, so base/custom_nodes is
+    its only custom_nodes folder: fresh, as after a Manager install, without the host's own."""
+    installed = None if installed_pack else installed_as(host_root)
+    dirs = _prepare_dirs(base, link_pack=installed is None and not installed_pack)
     config = _extra_paths_yaml(base / "extra_model_paths.yaml", dirs["custom_nodes"], checkpoints_dir)
     port = _free_port()
     cmd = [sys.executable, "main.py", "--cpu", "--use-pytorch-cross-attention", "--disable-api-nodes",
@@ -206,7 +210,7 @@ def start_server(host_root, base, checkpoints_dir):
            "--output-directory", str(dirs["output"]), "--input-directory", str(dirs["input"]),
            "--temp-directory", str(dirs["temp"]), "--user-directory", str(dirs["user"]),
            "--database-url", f"sqlite:///{base / 'comfyui.db'}",
-           "--extra-model-paths-config", str(config)]
+           "--extra-model-paths-config", str(config)] + (["--base-directory", str(base)] if installed_pack else [])
     log_path = base / "server.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("LEDITS_HOST_RUN", None)
@@ -227,7 +231,7 @@ def start_server(host_root, base, checkpoints_dir):
             raise AssertionError(f"server not ready after {READY_TIMEOUT_S} s; log tail:\n{server.log_tail()}")
         time.sleep(0.25)
     server.ready_s = time.monotonic() - started
-    server.pack_folder = installed or PACK_LINK                   # the pack's folder name in this server
+    server.pack_folder = installed_pack or installed or PACK_LINK  # the pack's folder name in this server
     return server
 
 
