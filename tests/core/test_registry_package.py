@@ -96,3 +96,17 @@ def test_changelog_has_the_current_version():
     import tomllib
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert re.search(rf"^## {re.escape(version)}\b", (REPO / "CHANGELOG.md").read_text(), re.M), version
+
+
+def test_workflows_name_this_pack_for_install_missing_nodes():
+    """Each LEDITS++ node in a template carries cnr_id = the Registry id (the front end and the
+    Manager find the pack of a missing node by it) and ver = the version (tools/build_workflows.py)."""
+    import json
+    import tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for path in sorted((REPO / "workflows").glob("*.json")):
+        for node in json.loads(path.read_text())["nodes"]:
+            if node["type"].startswith("LEditsPP"):
+                props = node["properties"]
+                assert (props.get("cnr_id"), props.get("ver")) == (project["name"], project["version"]), \
+                    f"{path.name} node {node['id']}: {props} (regenerate: cd tools && python build_workflows.py)"
