@@ -81,21 +81,10 @@ def tiny_module():
 def build_model(dit):
     """(ModelPatcher, CLIP) of the benchmark layout: the tiny family's config class (tiny CLIPs)
     with the big diffusion-model config, random weights from a seeded generator."""
-    import comfy.model_patcher
-    import comfy.sd
     layout = "sd35" if ARGS.family == "sd35" else "flux"
     unet = dict(dit.UNETS[layout])
     unet.update(dict(SD35_MEDIUM, adm_in_channels=dit.SD3_POOLED) if layout == "sd35" else FLUX_WIDTH)
-    config = dit.CLASSES[layout](dict(unet, dtype=torch.float32))
-    generator = torch.Generator().manual_seed(0)
-    model = config.get_model({})
-    dit.fill(model.diffusion_model, generator)
-    device = torch.device(ARGS.device)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device,
-                                               offload_device=torch.device("cpu"))
-    clip = comfy.sd.CLIP(config.clip_target(), embedding_directory=None)
-    dit.fill(clip.cond_stage_model, generator)
-    return patcher, clip
+    return dit.assemble(dit.CLASSES[layout], unet, seed=0, device=ARGS.device)[:2]
 
 
 def concepts(nodes, clip, n, mask_type):

@@ -139,20 +139,26 @@ def fill(module, generator):
                 p.zero_()
 
 
-def build(layout, seed=0):
-    """(ModelPatcher, CLIP, VAE) of a tiny DiT, weights from `seed` (same seed, same weights)."""
+def assemble(config_class, unet_config, seed=0, latent_channels=16, device="cpu"):
+    """(ModelPatcher, CLIP, VAE) from a model config class and its diffusion-model config: the
+    network, the text encoders and a TAESD, filled in that order from one seeded generator."""
     generator = torch.Generator().manual_seed(seed)
-    config = CLASSES[layout](dict(UNETS[layout], dtype=torch.float32))
+    config = config_class(dict(unet_config, dtype=torch.float32))
     model = config.get_model({})
     fill(model.diffusion_model, generator)  # not model_sampling: its sigma buffers must stay
-    device = torch.device("cpu")
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device(device),
+                                               offload_device=torch.device("cpu"))
     clip = comfy.sd.CLIP(config.clip_target(), embedding_directory=None)
     fill(clip.cond_stage_model, generator)
-    taesd = comfy.taesd.taesd.TAESD(latent_channels=16)
+    taesd = comfy.taesd.taesd.TAESD(latent_channels=latent_channels)
     fill(taesd, generator)
     vae = comfy.sd.VAE(sd=taesd.state_dict())
     return patcher, clip, vae
+
+
+def build(layout, seed=0):
+    """(ModelPatcher, CLIP, VAE) of a tiny DiT, weights from `seed` (same seed, same weights)."""
+    return assemble(CLASSES[layout], UNETS[layout], seed)
 
 
 def write_checkpoint(layout, path, seed=0):

@@ -14,17 +14,13 @@ import importlib.util
 import pathlib
 import sys
 
-import torch
 
 import comfy.model_base
-import comfy.model_management
-import comfy.model_patcher
 import comfy.sd
 import comfy.sd1_clip
 import comfy.sdxl_clip
 import comfy.supported_models as supported
 import comfy.supported_models_base
-import comfy.taesd.taesd
 
 CLIP_L_64 = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 2, "num_hidden_layers": 3,
              "projection_dim": 64}
@@ -132,40 +128,12 @@ def register():
             supported.models.insert(0, CLASSES[layout])
 
 
-def _fill(module, generator):
-    """Deterministic init: matrices N(0, 1/sqrt(fan_in)), 1-D weights 1, biases 0."""
-    with torch.no_grad():
-        for name, p in list(module.named_parameters()) + list(module.named_buffers()):
-            if not p.is_floating_point():
-                continue
-            if name.endswith("logit_scale"):
-                p.fill_(4.6055)
-            elif p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=generator) / (p[0].numel() ** 0.5))
-            elif p.ndim == 1 and name.endswith("weight") or name.endswith("vae_scale"):
-                p.fill_(1.0)
-            else:
-                p.zero_()
-
-
 def build(layout, seed=0):
     """(ModelPatcher, CLIP, VAE) of a tiny model, weights from `seed`."""
     register()
     if layout in dit.CLASSES:
         return dit.build(layout, seed)
-    generator = torch.Generator().manual_seed(seed)
-    config = CLASSES[layout](dict(UNETS[layout], dtype=torch.float32))
-    model = config.get_model({})
-    _fill(model.diffusion_model, generator)  # not model_sampling: its sigma buffers must stay
-    device = torch.device("cpu")
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
-    target = config.clip_target()
-    clip = comfy.sd.CLIP(target, embedding_directory=None)
-    _fill(clip.cond_stage_model, generator)
-    taesd = comfy.taesd.taesd.TAESD()
-    _fill(taesd, generator)
-    vae = comfy.sd.VAE(sd=taesd.state_dict())
-    return patcher, clip, vae
+    return dit.assemble(CLASSES[layout], UNETS[layout], seed, latent_channels=4)
 
 
 def write_checkpoint(layout, path, seed=0):
