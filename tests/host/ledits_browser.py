@@ -58,6 +58,22 @@ class Browser:
         self.js("async ([wf, name]) => { await app.loadGraphData(wf, true, true, name); }", [workflow, name])
         self.page.wait_for_timeout(300)
 
+    def queue_from_front_end(self, timeout=60):
+        """Press Run (app.queuePrompt, the button's code path); the new prompt's id on the server."""
+        before = set(self.server.get_json("/history"))
+        self.js("async () => { await app.queuePrompt(0, 1); }")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = set(self.server.get_json("/history?max_items=5")) - before
+            if new:
+                return new.pop()
+            queue = self.server.get_json("/queue")
+            running = queue["queue_running"] + queue["queue_pending"]
+            if running:
+                return running[0][1]
+            time.sleep(0.3)
+        raise AssertionError("the front end did not queue the prompt")
+
     def load_api_prompt(self, api, name):
         self.js("async ([api, name]) => { await app.loadApiJson(api, name); }", [api, name])
         self.page.wait_for_timeout(300)

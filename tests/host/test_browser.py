@@ -196,18 +196,6 @@ def _tiny_edit_prompt(browser, ckpt, image, workflow="ledits_edit_sd15", layout=
     return api, source
 
 
-def _wait_history(server, prompt_id, timeout=RUN_TIMEOUT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entry = server.get_json(f"/history/{prompt_id}").get(prompt_id)
-        if entry and entry.get("status", {}).get("completed") is not None:
-            return entry
-        server.assert_alive()
-        time.sleep(0.3)
-    server.interrupt()
-    raise AssertionError(f"prompt {prompt_id} not finished after {timeout} s")
-
-
 def _pixels(path):
     import numpy as np
     from PIL import Image
@@ -251,21 +239,8 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
     # queue through the front end (the Run button's code path); seeds stay as set ("fixed")
     browser.js("""() => { for (const n of app.graph.nodes) for (const w of n.widgets || [])
         if (w.name === 'control_after_generate' || w.name === 'control_before_generate') w.value = 'fixed'; }""")
-    before = set(server.get_json("/history"))
     started = time.monotonic()
-    browser.js("async () => { await app.queuePrompt(0, 1); }")
-    deadline = time.monotonic() + 60
-    new = set()
-    while not new and time.monotonic() < deadline:
-        new = set(server.get_json("/history?max_items=5")) - before
-        if not new:
-            queue = server.get_json("/queue")
-            running = queue["queue_running"] + queue["queue_pending"]
-            if running:
-                new = {running[0][1]}
-        time.sleep(0.3)
-    assert new, "the front end did not queue the prompt"
-    entry = _wait_history(server, new.pop())
+    entry = server.wait(browser.queue_from_front_end(), timeout=RUN_TIMEOUT_S)
     run_s = time.monotonic() - started
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     edit_id = next(i for i, n in entry["prompt"][2].items() if n["class_type"] == EDIT_NODE)

@@ -65,32 +65,6 @@ def overlaps(a, b):
     return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
-def wait_for_new_prompt(server, before, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        new = set(server.get_json("/history?max_items=5")) - before
-        if new:
-            return new.pop()
-        queue = server.get_json("/queue")
-        running = queue["queue_running"] + queue["queue_pending"]
-        if running:
-            return running[0][1]
-        time.sleep(0.3)
-    raise AssertionError("the front end did not queue the prompt")
-
-
-def wait_done(server, prompt_id):
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while time.monotonic() < deadline:
-        entry = server.get_json(f"/history/{prompt_id}").get(prompt_id)
-        if entry and entry.get("status", {}).get("completed") is not None:
-            return entry
-        server.assert_alive()
-        time.sleep(0.3)
-    server.interrupt()
-    raise AssertionError(f"prompt {prompt_id} not finished after {RUN_TIMEOUT_S} s")
-
-
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_template_after_a_run_has_no_overlaps(browser, server, path):
     from PIL import Image
@@ -99,9 +73,7 @@ def test_template_after_a_run_has_no_overlaps(browser, server, path):
     layout = next((v for k, v in LAYOUT_OF.items() if k in path.stem), "sd15")
     browser.load_ui_workflow(json.loads(path.read_text()), path.name)
     browser.js(SWAP_LOADER, [layout, image, random.Random(time.time_ns()).randrange(1, 10**6)])
-    before = set(server.get_json("/history"))
-    browser.js("async () => { await app.queuePrompt(0, 1); }")
-    entry = wait_done(server, wait_for_new_prompt(server, before))
+    entry = server.wait(browser.queue_from_front_end(), timeout=RUN_TIMEOUT_S)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
     shown = {node_id for node_id, out in entry["outputs"].items() if out.get("images")}
     browser.page.wait_for_function(f"""() => {{ const ids = {json.dumps(sorted(shown))};

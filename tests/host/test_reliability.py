@@ -92,13 +92,15 @@ def test_interrupt_then_same_result_as_clean_run(server, tiny_ckpt, stage, layou
     assert torch.equal(read_latent(server, after), read_latent(server, clean))
 
 
-def test_interrupted_edit_leaves_no_patch_in_process(load_tiny, run_node):
-    """In-process: the interrupt flag is raised at the 3rd UNet call of the edit (deterministic, as
-    POST /interrupt does); the MODEL carries no LEDITS++ patch afterwards and the next edit equals
-    the clean run before it."""
+@pytest.mark.parametrize("layout", ["sd15", "flux"])
+def test_interrupted_edit_leaves_no_patch_in_process(load_tiny, comfy_host, run_node, layout):
+    """In-process: the interrupt flag is raised at the 3rd model call of the edit (deterministic, as
+    POST /interrupt does); the MODEL carries no LEDITS++ patch or attention override afterwards and
+    the next edit equals the clean run before it. On a UNet and on a DiT (tiny Flux, in memory)."""
     import comfy.model_management as mm
-    model, clip, _ = load_tiny("sd15")
-    latent = {"samples": torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))}
+    model, clip, _ = load_tiny(layout) if layout == "sd15" else comfy_host["tiny"].build(layout, seed=0)
+    channels = 4 if layout == "sd15" else 16
+    latent = {"samples": torch.randn(1, channels, 16, 16, generator=torch.Generator().manual_seed(0))}
     negative = run_node("CLIPTextEncode", clip=clip, text="")[0]
     inversion = run_node("LEditsPPInversion", model=model, latent=latent, steps=6, skip=0.15, seed=5,
                          schedule="exact", source_cfg=3.5, negative=negative)[0]
@@ -129,9 +131,11 @@ def test_interrupted_edit_leaves_no_patch_in_process(load_tiny, run_node):
     assert len(calls) == 3, calls
 
     def ledits_patches(m):
-        sites = m.model_options.get("transformer_options", {}).get("patches_replace", {})
+        options = m.model_options.get("transformer_options", {})
+        sites = options.get("patches_replace", {})
         return [(kind, site) for kind, entries in sites.items() for site, patch in entries.items()
-                if getattr(patch, "is_ledits_capture", False)]
+                if getattr(patch, "is_ledits_capture", False)] + (
+            ["override"] if getattr(options.get("optimized_attention_override"), "is_ledits_capture", False) else [])
     assert not ledits_patches(model) and not ledits_patches(tripwire)
     assert state(model) == before and state(tripwire) == before_trip
     assert torch.equal(edit(model), reference)
