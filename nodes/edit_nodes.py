@@ -3,7 +3,7 @@ import torch
 from comfy_api.latest import io
 
 from .guider import LeditsGuider
-from .families import FLUX_DEFAULT_GUIDANCE, conditioning_guidance
+from .families import distilled_guidance
 from .host_model import check_inversion_matches, check_model
 from .io_types import CATEGORY, Attention, Concepts, Inversion
 from .previews import mask_to_pixels
@@ -19,13 +19,8 @@ def edit_base(inversion, positive, negative, cfg, model):
     if inversion is not None and positive is None and negative is None:
         return inversion.base
     family = check_model(model, "LEDITS++")
-    if inversion is not None:
-        guidance = inversion.base.guidance
-    elif family.distilled_guidance(model):
-        found = conditioning_guidance(negative, positive)
-        guidance = FLUX_DEFAULT_GUIDANCE if found is None else found
-    else:
-        guidance = None
+    guidance = inversion.base.guidance if inversion is not None else \
+        distilled_guidance(family, model, -1.0, negative, positive)
     if negative is None:
         negative = inversion.base.negative if inversion is not None else family.zero_conditioning(model)
     return BaseGuidance(negative=negative, positive=positive, cfg=float(cfg) if positive is not None else 1.0,

@@ -204,10 +204,16 @@ def with_guidance(conditioning, guidance):
     return [[tensor, dict(extras, guidance=guidance)] for tensor, extras in conditioning]
 
 
-def conditioning_guidance(*conditionings):
-    """The distilled guidance a FluxGuidance node put on the first conditioning that has one."""
+def distilled_guidance(family, model, value, *conditionings):
+    """The distilled guidance of every prediction of a guidance-distilled model (Flux dev), None
+    for other models: `value` when >= 0, else what a FluxGuidance node put on the first
+    conditioning that has one, else 3.5."""
+    if not family.distilled_guidance(model):
+        return None
+    if value >= 0:
+        return float(value)
     for conditioning in conditionings:
         for _, extras in conditioning or ():
             if extras.get("guidance") is not None:
                 return float(extras["guidance"])
-    return None
+    return FLUX_DEFAULT_GUIDANCE

@@ -3,7 +3,7 @@ import torch
 from comfy_api.latest import io
 
 from ..ledits_core import below_pure_noise, custom_sigmas, diffusers_sigmas, draw_inversion_noise, exact_sigmas
-from .families import FLUX_DEFAULT_GUIDANCE, conditioning_guidance
+from .families import distilled_guidance
 from .host_model import check_model, first_flow_sigma, model_name, model_ref, sigma_table
 from .io_types import CATEGORY, Inversion
 from .samplers import run_inversion
@@ -24,16 +24,6 @@ def kept_sigmas(model, steps, skip, schedule, sigmas=None):
         kept = exact_sigmas(table, steps, skip)
     form = check_model(model, NODE).form
     return below_pure_noise(kept, form.max_sigma, first_flow_sigma(model)) if form.is_flow else kept
-
-
-def distilled_guidance(family, model, value, *conditionings):
-    """Flux dev: the input value, else a FluxGuidance value on the conditioning, else 3.5."""
-    if not family.distilled_guidance(model):
-        return None
-    if value >= 0:
-        return float(value)
-    found = conditioning_guidance(*conditionings)
-    return FLUX_DEFAULT_GUIDANCE if found is None else found
 
 
 class LEditsPPInversion(io.ComfyNode):
