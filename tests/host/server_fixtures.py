@@ -195,8 +195,9 @@ def _extra_paths_yaml(path, custom_nodes, checkpoints):
     return path
 
 
-def start_server(host_root, base, checkpoints_dir, installed_pack=None):
-    """Start main.py on a free port and wait for /system_stats; returns a ComfyServer.
+def start_server(host_root, base, checkpoints_dir, installed_pack=None, env=None):
+    """Start main.py on a free port and wait for /system_stats; returns a ComfyServer. env: extra
+    environment variables (OMP_NUM_THREADS=1 for several servers that share a few cores).
 
     installed_pack: the folder name of a pack copy already in base/custom_nodes (an unzipped
     Registry archive); the server then runs with --base-directory base, so base/custom_nodes is
@@ -212,7 +213,7 @@ def start_server(host_root, base, checkpoints_dir, installed_pack=None):
            "--database-url", f"sqlite:///{base / 'comfyui.db'}",
            "--extra-model-paths-config", str(config)] + (["--base-directory", str(base)] if installed_pack else [])
     log_path = base / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env.pop("LEDITS_HOST_RUN", None)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=host_root, env=env, stdout=log, stderr=subprocess.STDOUT,
