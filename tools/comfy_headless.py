@@ -103,16 +103,24 @@ def setup_comfyui(root, force_cpu, work, pack):
     return nodes, folder_paths
 
 
-def execute(prompt, nodes_module, progress, client_id="ledits_edit"):
-    import execution
+def new_executor(progress=None):
+    """ComfyUI's PromptExecutor with the classic cache: one executor reused for several prompts
+    (a batch) keeps the loaded checkpoint instead of loading it per image."""
     import inspect
-    import comfy.utils
-    stub = ServerStub(progress)
+
+    import execution
     cache_type = getattr(execution, "CacheType", None)
     kwargs = {"cache_type": cache_type.CLASSIC if cache_type else False}
     if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:   # 0.33+
         kwargs["cache_args"] = {"lru": 0, "ram": 0, "ram_inactive": 0}
-    executor = execution.PromptExecutor(stub, **kwargs)
+    return execution.PromptExecutor(ServerStub(progress), **kwargs)
+
+
+def execute(prompt, nodes_module, progress, client_id="ledits_edit", executor=None):
+    import comfy.utils
+    import execution
+    executor = new_executor() if executor is None else executor
+    executor.server.progress = progress
     comfy.utils.set_progress_bar_global_hook(
         lambda value, total, preview=None, prompt_id=None, node_id=None, **_: progress.step(value, total))
     prompt_id = str(uuid.uuid4())

@@ -10,6 +10,10 @@ the per-concept masks, inside ComfyUI's own executor, and writes edited.png and 
 concept into --out. Without --ckpt it builds a tiny random-weight model (a few seconds, no
 download) to check the install: its output is noise.
 
+Several images, a folder, per-image concepts (--concepts-file) or running ComfyUI servers
+(--server URL, repeatable) make a batch run (tools/batch_run.py): one folder per image under --out
+and a results.jsonl; --resume finishes an interrupted batch.
+
 Use the Python that runs ComfyUI (its venv). ComfyUI is found through --comfyui, COMFYUI_PATH, or
 the ComfyUI folder this pack sits in (<ComfyUI>/custom_nodes/<pack>). Exit codes: 0 done,
 1 the workflow failed, 2 bad arguments or environment (one line on stderr).
@@ -107,9 +111,10 @@ def check_image(path):
     if not path.is_file():
         raise UsageError(f"cannot read image {path}: no such file")
     try:
+        from PIL import ImageOps
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return ImageOps.exif_transpose(img).convert("RGB")       # as the camera held it
     except Exception as error:                      # PIL raises many kinds for broken files
         raise UsageError(f"cannot read image {path}: {type(error).__name__}: {error}".splitlines()[0])
 
@@ -206,13 +211,22 @@ def slug(text):
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:40] or "concept"
 
 
+def mask_name(index, text, reverse):
+    """File stem of the mask of concept `index` (0-based), shared with the batch outputs."""
+    return f"mask_{index + 1}_{'remove' if reverse else 'add'}_{slug(text)}"
+
+
+def output_path(work, item):
+    """Where ComfyUI wrote an output entry ({"filename", "subfolder", "type"}) under `work`."""
+    return work / item.get("type", "output") / item.get("subfolder", "") / item["filename"]
+
+
 def collect(outputs, work, out_dir, concepts, batch):
     """Copies the edited image(s) and the masks into out_dir with readable names."""
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def files(node):
-        return [work / item.get("type", "output") / item.get("subfolder", "") / item["filename"]
-                for item in outputs.get(node, {}).get("images", [])]
+        return [output_path(work, item) for item in outputs.get(node, {}).get("images", [])]
 
     written = []
     edited = files("10")
@@ -223,7 +237,7 @@ def collect(outputs, work, out_dir, concepts, batch):
     for i, src in enumerate(files("12")):        # concept-major: c0 img0, c0 img1, c1 img0, ...
         c, b = divmod(i, batch)
         text, reverse, _ = concepts[c]
-        name = f"mask_{c + 1}_{'remove' if reverse else 'add'}_{slug(text)}" + (f"_{b + 1}" if batch > 1 else "")
+        name = mask_name(c, text, reverse) + (f"_{b + 1}" if batch > 1 else "")
         dst = out_dir / f"{name}.png"
         shutil.copyfile(src, dst)
         written.append(dst)
@@ -255,7 +269,8 @@ def parse_args(argv):
         prog="ledits_edit.py", description="LEDITS++ edit of one image, headless on a real ComfyUI "
         "(runs workflows/ledits_edit_sd15.json or _sdxl.json). Without --ckpt: a tiny random-weight model "
         "checks the install (its output is noise).")
-    p.add_argument("--image", help="input image (PNG/JPEG/...); default without --ckpt: a built-in test picture")
+    p.add_argument("--image", action="append", help="input image (PNG/JPEG/...), or a folder of them; repeatable "
+                   "(a batch); default without --ckpt: a built-in test picture")
     p.add_argument("--ckpt", help="SD1.x/SD2.x/SDXL checkpoint: a file path or a file name in "
                                   "<ComfyUI>/models/checkpoints; default: tiny random model (noise)")
     p.add_argument("--add", action="append", default=[], metavar="TEXT", help="concept to add (repeatable)")
@@ -278,6 +293,7 @@ def parse_args(argv):
     p.add_argument("--print-prompt", action="store_true", help="print the API-format prompt and exit")
     p.add_argument("--tiny-classes", action="store_true",
                    help="(testing) also recognise the tiny random-weight checkpoints of tools/tiny_models.py")
+    tool_module("batch_run").add_arguments(p)
     args = p.parse_args(argv)
     if args.steps is not None and not (1 <= args.steps <= 1000):
         p.error("--steps must be between 1 and 1000")
@@ -286,6 +302,10 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    batch = tool_module("batch_run")
+    if batch.wanted(args):
+        return batch.main(args, sys.modules[__name__])
+    args.image = args.image[0] if args.image else None
     started = time.monotonic()
     try:
         demo = args.ckpt is None
