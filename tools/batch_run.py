@@ -284,7 +284,12 @@ async def run_on_servers(args, tool, inputs, jobs, build, prepare, report, bar, 
           file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def first_ctrl_c():
+        """Stop cleanly; a second Ctrl-C gets Python's own handler back (KeyboardInterrupt)."""
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+    loop.add_signal_handler(signal.SIGINT, first_ctrl_c)
     try:
         bar.start()
         finished = await batch.run(jobs, stop)
