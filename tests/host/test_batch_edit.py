@@ -266,6 +266,26 @@ def test_sigint_interrupts_our_prompts_and_keeps_finished_outputs(servers, tmp_p
     assert len(statuses) < 6, "prompts ran on after the interrupt"
 
 
+def test_sigint_in_process_stops_after_the_running_step(comfy_host, tmp_path):
+    """In-process, Ctrl-C raises ComfyUI's interrupt flag (checked at every step): the running image
+    stops, nothing of it is written, the finished ones stay."""
+    images = write_images(tmp_path / "in", 4, seed=8)
+    out = tmp_path / "out"
+    proc, log = start_tool(["--image", images, "--steps", 40, "--comfyui", comfy_host["root"]], out)
+    try:
+        wait_until(lambda: (out / "results.jsonl").exists() and (out / "results.jsonl").read_text().strip(),
+                   proc, "a finished image")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=TIMEOUT_S) == 130, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted: finished images are kept" in log.read_text()
+    lines = results(out)
+    assert 1 <= len(lines) < 4 and all(line["status"] == "done" for line in lines), lines
+    assert_complete(out, lines)
+
+
 def test_unusable_servers_are_named(servers, tmp_path):
     images = write_images(tmp_path / "in", 2, seed=6)
     port = SERVERS._free_port()
