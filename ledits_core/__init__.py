@@ -4,7 +4,7 @@ x = alpha x0 + sigma * eps (alpha = 1: VE form of an eps/v model; alpha = 1 - si
 models), denoiser D(x, sigma) -> x0 estimate, sigmas descending. Nothing here imports ComfyUI,
 so the same functions run in tests, in benchmarks and inside the host's sampler.
 """
-from .parametrization import VE, FLOW, FORMS, Parametrization
+from .parametrization import VE, FLOW, Parametrization
 from .schedules import diffusers_sigmas, exact_sigmas, custom_sigmas, kept_steps, below_pure_noise
 from .solver import StepCoefficients, plan_steps, step_mean, solver_step
 from .inversion import Inversion, draw_inversion_noise, invert, invert_batched, replay
@@ -15,7 +15,7 @@ from .attention import (attention_grid, concept_attention, concept_attention_mas
 from .tokens import concept_token_positions
 
 __all__ = [
-    "VE", "FLOW", "FORMS", "Parametrization",
+    "VE", "FLOW", "Parametrization",
     "diffusers_sigmas", "exact_sigmas", "custom_sigmas", "kept_steps", "below_pure_noise",
     "StepCoefficients", "plan_steps", "step_mean", "solver_step",
     "Inversion", "draw_inversion_noise", "invert", "invert_batched", "replay",

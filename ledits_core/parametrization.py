@@ -52,4 +52,3 @@ class Parametrization:
 
 VE = Parametrization("ve")
 FLOW = Parametrization("flow")
-FORMS = {VE.name: VE, FLOW.name: FLOW}
