@@ -88,6 +88,8 @@ def main():
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--size", type=int, default=128, help="square test images, px (default 128)")
     p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--threads", default="default,1", help="torch threads per process to measure, comma-separated: "
+                   "'default' (torch's choice: one per core) and/or a number (OMP_NUM_THREADS); default: default,1")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (outputs, server logs)")
     args = p.parse_args()
     root = pathlib.Path(os.environ.get("COMFYUI_PATH", "")).expanduser()
@@ -99,11 +101,13 @@ def main():
     images = write_images(work / "images", args.images, args.size)
     common = ["--image", images, "--add", "glasses", "--remove", "cat", "--steps", args.steps, "--size", 0]
     rows, seed = {}, 0
-    for threads in ("default", "1"):
+    settings = [t.strip() for t in args.threads.split(",") if t.strip()]
+    label_of = {t: f"{os.cpu_count()} threads" if t == "default" else f"{t} thread{'s' * (t != '1')}" for t in settings}
+    for threads in settings:
         env = dict(os.environ, COMFYUI_PATH=str(root))
         extra = {} if threads == "default" else {"OMP_NUM_THREADS": threads}
         env.update(extra)
-        label = f"{os.cpu_count()} threads" if threads == "default" else f"{threads} thread"
+        label = label_of[threads]
         seed += 1
         rows[f"in-process, {label}"] = (run_tool(common + ["--ckpt", ckpt, "--tiny-classes", "--seed", seed],
                                                  work / f"inproc_{threads}", env), load_average())
@@ -129,7 +133,7 @@ def main():
     for name, (lines, load) in rows.items():
         print(f"| {name} | {per_minute(lines):.1f} | {median(lines, 'seconds'):.2f} | "
               f"{median(lines, 'exec_seconds'):.2f} | {load} |")
-    for threads in (f"{os.cpu_count()} threads", "1 thread"):
+    for threads in label_of.values():
         inproc, http = median(rows[f"in-process, {threads}"][0], "seconds"), rows[f"1 server, {threads}, depth 1"][0]
         wire = statistics.median([line["seconds"] - line["exec_seconds"] for line in http[1:]])
         print(f"\nHTTP path per image, {threads} (one server, one image at a time): "
