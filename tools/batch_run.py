@@ -105,12 +105,10 @@ class Bar:
 
 
 class NodeProgress:
-    """What comfy_headless.execute reports to, forwarded to the batch bar for the in-process path;
-    each step also checks ComfyUI's interrupt flag (Ctrl-C), as the server's own progress hook does."""
+    """What comfy_headless.execute reports to, forwarded to the batch bar for the in-process path."""
 
-    def __init__(self, bar, job, check_interrupt):
+    def __init__(self, bar, job):
         self.bar, self.job, self.label, self.display = bar, job, "", {}
-        self.check_interrupt = check_interrupt
 
     def titles(self, nodes_module):
         self.display = getattr(nodes_module, "NODE_DISPLAY_NAME_MAPPINGS", {})
@@ -120,7 +118,6 @@ class NodeProgress:
         self.bar.set(IN_PROCESS, f"{self.job.name} node {node_id}")
 
     def step(self, value, total):
-        self.check_interrupt()
         self.bar.set(IN_PROCESS, f"{self.job.name} {value}/{total}")
 
     def finish(self):
@@ -239,22 +236,12 @@ def main(args, tool):
 
 def run_in_process(args, tool, inputs, jobs, build, prepare, report, bar, ckpt_path, demo):
     """ComfyUI imported once, one executor reused (its cache keeps the checkpoint loaded). Ctrl-C
-    raises ComfyUI's interrupt flag (asyncio.run inside the executor would otherwise swallow it):
-    the running image stops at its next step, nothing of it is written, KeyboardInterrupt follows."""
+    (comfy_headless.ctrl_c_interrupts): the running image stops at its next step, nothing of it is
+    written, KeyboardInterrupt follows."""
     root = tool.find_comfyui(args.comfyui)
     work = pathlib.Path(tempfile.mkdtemp(prefix="ledits_batch_"))
-    stopped = []
-    previous = signal.getsignal(signal.SIGINT)
     try:
         nodes_module, folder_paths = tool.headless.setup_comfyui(root, args.cpu, work, tool.PACK)
-        import comfy.model_management as mm
-
-        def on_ctrl_c(signum, frame):
-            if stopped:                                   # the second Ctrl-C: stop at once
-                raise KeyboardInterrupt
-            stopped.append(signum)
-            mm.interrupt_current_processing(True)
-        signal.signal(signal.SIGINT, on_ctrl_c)
         if demo:
             tool.tiny_model_threads()
             ckpt_path = tool.tiny_checkpoint(work)
@@ -263,35 +250,36 @@ def run_in_process(args, tool, inputs, jobs, build, prepare, report, bar, ckpt_p
         folder_paths.add_model_folder_path("checkpoints", str(ckpt_path.parent))
         executor = tool.headless.new_executor()
         bar.start()
-        for job in jobs:
-            if stopped:
-                break
-            if not prepare(job):
-                continue
-            image_name = f"job{job.index}.png"
-            (work / "input" / image_name).write_bytes(job.png)
-            started = time.monotonic()
-            try:
-                outputs = tool.headless.execute(build(job, image_name), nodes_module,
-                                                NodeProgress(bar, job, mm.throw_exception_if_processing_interrupted),
-                                                tool.PROG, executor=executor)
-                paths = [(name, tool.output_path(work, item))
-                         for name, item in inputs.output_items(outputs, job, tool)]
-                files = [(name, path.read_bytes()) for name, path in paths]
-            except (tool.WorkflowError, RuntimeError) as error:
-                if not stopped:
-                    report(job, IN_PROCESS, time.monotonic() - started, error=str(error))
-                continue
-            finally:
-                bar.set(IN_PROCESS, None)
-            report(job, IN_PROCESS, time.monotonic() - started, files=files)
-            for _, path in paths:
-                path.unlink(missing_ok=True)
+        with tool.headless.ctrl_c_interrupts() as stopped:
+            run_jobs(tool, inputs, jobs, build, prepare, report, bar, work, nodes_module, executor, stopped)
     finally:
-        signal.signal(signal.SIGINT, previous)
         shutil.rmtree(work, ignore_errors=True)
-    if stopped:
-        raise KeyboardInterrupt
+
+
+def run_jobs(tool, inputs, jobs, build, prepare, report, bar, work, nodes_module, executor, stopped):
+    """The in-process jobs one after another, until done or Ctrl-C (`stopped`)."""
+    for job in jobs:
+        if stopped:
+            break
+        if not prepare(job):
+            continue
+        image_name = f"job{job.index}.png"
+        (work / "input" / image_name).write_bytes(job.png)
+        started = time.monotonic()
+        try:
+            outputs = tool.headless.execute(build(job, image_name), nodes_module, NodeProgress(bar, job), tool.PROG,
+                                            executor=executor)
+            paths = [(name, tool.output_path(work, item)) for name, item in inputs.output_items(outputs, job, tool)]
+            files = [(name, path.read_bytes()) for name, path in paths]
+        except (tool.WorkflowError, RuntimeError) as error:
+            if not stopped:
+                report(job, IN_PROCESS, time.monotonic() - started, error=str(error))
+            continue
+        finally:
+            bar.set(IN_PROCESS, None)
+        report(job, IN_PROCESS, time.monotonic() - started, files=files)
+        for _, path in paths:
+            path.unlink(missing_ok=True)
 
 
 async def run_on_servers(args, tool, inputs, jobs, build, prepare, report, bar, ckpt):

@@ -1,8 +1,10 @@
 """Headless ComfyUI for tools/ledits_edit.py: import ComfyUI as main.py would, load the pack, run
 one API prompt in ComfyUI's own executor with a progress bar on stderr. No server, no browser."""
 import asyncio
+import contextlib
 import os
 import pathlib
+import signal
 import sys
 import uuid
 
@@ -116,13 +118,46 @@ def new_executor(progress=None):
     return execution.PromptExecutor(ServerStub(progress), **kwargs)
 
 
+@contextlib.contextmanager
+def ctrl_c_interrupts():
+    """Ctrl-C raises ComfyUI's interrupt flag, which `execute` checks at every step, as the server's
+    progress hook does (asyncio.run inside the executor would otherwise swallow SIGINT and the run
+    would go on to its end); a second Ctrl-C stops at once. Yields a list that is non-empty once
+    Ctrl-C was pressed; KeyboardInterrupt follows the block then."""
+    import comfy.model_management as mm
+    stopped = []
+
+    def on_ctrl_c(signum, frame):
+        if stopped:
+            raise KeyboardInterrupt
+        stopped.append(signum)
+        mm.interrupt_current_processing(True)
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield stopped
+    except Exception:              # the run stopped because of the flag: report Ctrl-C, not its error
+        if not stopped:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        mm.interrupt_current_processing(False)
+    if stopped:
+        raise KeyboardInterrupt
+
+
+def _step(progress, value, total):
+    import comfy.model_management
+    comfy.model_management.throw_exception_if_processing_interrupted()
+    progress.step(value, total)
+
+
 def execute(prompt, nodes_module, progress, client_id="ledits_edit", executor=None):
     import comfy.utils
     import execution
     executor = new_executor() if executor is None else executor
     executor.server.progress = progress
     comfy.utils.set_progress_bar_global_hook(
-        lambda value, total, preview=None, prompt_id=None, node_id=None, **_: progress.step(value, total))
+        lambda value, total, preview=None, prompt_id=None, node_id=None, **_: _step(progress, value, total))
     prompt_id = str(uuid.uuid4())
     valid = run_async(execution.validate_prompt(prompt_id, prompt, None))
     if not valid[0] or valid[3]:

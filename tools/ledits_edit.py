@@ -352,7 +352,8 @@ def main(argv=None):
                 tiny_models()
             folder_paths.add_model_folder_path("checkpoints", str(ckpt_path.parent))
             progress = headless.Progress(prompt)
-            outputs = headless.execute(prompt, nodes_module, progress, PROG)
+            with headless.ctrl_c_interrupts():
+                outputs = headless.execute(prompt, nodes_module, progress, PROG)
             written = collect(outputs, work, out_dir, concepts, batch=1)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -343,3 +343,20 @@ def test_inputs_concepts_files_exif_and_sizes(tool, tmp_path):
     (tmp_path / "bad.json").write_text('{"p0.png": {"add": ["x"], "colour": 1}}')
     with pytest.raises(inputs.InputError, match="unknown keys"):
         inputs.plan([folder / "p0.png"], tmp_path / "bad.json", [], [], 0)
+
+
+def test_sigint_stops_a_single_image_edit(comfy_host, tmp_path):
+    """One --image (not a batch): Ctrl-C stops the run at its next step with exit 130 and writes
+    nothing (before, asyncio.run inside the executor swallowed SIGINT and the run went on)."""
+    image = write_images(tmp_path / "in", 1, seed=9) / "p0.png"
+    out = tmp_path / "out"
+    proc, log = start_tool(["--image", image, "--steps", 200, "--comfyui", comfy_host["root"]], out)
+    try:
+        wait_until(lambda: "200/200 steps" in log.read_text(), proc, "the inversion's end (the edit runs next)")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=TIMEOUT_S) == 130, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "interrupted" in log.read_text()
+    assert not out.exists() or not any(out.iterdir())
