@@ -118,7 +118,7 @@ def core(comfy_host):
 @pytest.fixture(scope="session")
 def tiny_ckpt(comfy_host, session_dir):
     """layout -> checkpoint file name (in the session's checkpoints folder), for every layout that
-    loads from a file (tiny Flux is built in memory only: LEditsPPTestTinyModel)."""
+    loads from a file (tiny Flux is built in memory only: LeditsTestTinyModel)."""
     names = {}
     for layout in comfy_host["tiny"].FILE_LAYOUTS:
         name = f"tiny_{layout}.safetensors"

@@ -171,7 +171,7 @@ def _tiny_edit_prompt(browser, ckpt, image, workflow="ledits_edit_sd15", layout=
     for node in api.values():
         kind, inputs = node["class_type"], node["inputs"]
         if kind == "CheckpointLoaderSimple" and ckpt is None:
-            node["class_type"], node["inputs"] = "LEditsPPTestTinyModel", {"layout": layout, "seed": 0}
+            node["class_type"], node["inputs"] = "LeditsTestTinyModel", {"layout": layout, "seed": 0}
         elif kind == "CheckpointLoaderSimple":
             inputs["ckpt_name"] = ckpt
         elif kind == "LoadImage":

@@ -7,7 +7,7 @@ from ledits_server_harness import concept_node, edit_node, error_text, inversion
 def flux_prompt(seed, prefix, edit_layout="flux", concepts=("glasses", "a red hat")):
     """Tiny Flux (in-memory loader) -> empty latent -> Inversion -> concepts -> Guided Edit -> SaveLatent."""
     prompt = {
-        "1": {"class_type": "LEditsPPTestTinyModel", "inputs": {"layout": "flux", "seed": 0}},
+        "1": {"class_type": "LeditsTestTinyModel", "inputs": {"layout": "flux", "seed": 0}},
         "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
         "3": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 96, "height": 64, "batch_size": 1}},
         "5": inversion_node(["1", 0], ["3", 0], 4, seed, ["2", 0]),
@@ -20,7 +20,7 @@ def flux_prompt(seed, prefix, edit_layout="flux", concepts=("glasses", "a red ha
         previous = str(20 + i)
     prompt["8"]["inputs"]["concepts"] = [previous, 0]
     if edit_layout != "flux":
-        prompt["9"] = {"class_type": "LEditsPPTestTinyModel", "inputs": {"layout": edit_layout, "seed": 0}}
+        prompt["9"] = {"class_type": "LeditsTestTinyModel", "inputs": {"layout": edit_layout, "seed": 0}}
         prompt["8"]["inputs"]["model"] = ["9", 0]
     return prompt
 

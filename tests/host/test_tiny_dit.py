@@ -1,6 +1,6 @@
 """Tiny flow-matching DiTs (tools/tiny_dit_models.py) in the real host: ComfyUI's own SD3 / Flux
 sampling, conditioning, latent format and attention calls, through the test-only loader node
-"LEditsPPTestTinyModel" (in-process and over HTTP) and, for SD3 layouts, a checkpoint file.
+"LeditsTestTinyModel" (in-process and over HTTP) and, for SD3 layouts, a checkpoint file.
 
 Assertions are on what the pack relies on (model_sampling kind, context/pooled shapes, the q/k/v
 layout handed to transformer_options["optimized_attention_override"]), not on image content."""
@@ -15,7 +15,7 @@ IMAGE_TOKENS = (W // 16) * (H // 16)           # VAE /8, patch 2
 CONTEXT = {"sd3": (77, 4096), "sd35": (77, 4096), "flux": (256, 64), "flux_schnell": (256, 64)}
 POOLED = {"sd3": 128, "sd35": 128, "flux": 64, "flux_schnell": 64}
 CFG = {"sd3": 4.0, "sd35": 4.0, "flux": 1.0, "flux_schnell": 1.0}
-LOADER = "LEditsPPTestTinyModel"
+LOADER = "LeditsTestTinyModel"
 
 
 def is_flux(layout):

@@ -25,7 +25,7 @@ CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 # (tiny layout, input image size): SD1.5 latent <= 32x32, SDXL cheap up to 64x64; both non-square.
 RUN_AS = {"ledits_edit_sdxl": ("sdxl", (192, 128)), "ledits_edit_sd35": ("sd35", (96, 64)),
           "ledits_edit_flux": ("flux", (96, 64))}
-IN_MEMORY_LOADER = "LEditsPPTestTinyModel"    # tests/host/fixture_node: MODEL, CLIP, VAE like Load Checkpoint
+IN_MEMORY_LOADER = "LeditsTestTinyModel"    # tests/host/fixture_node: MODEL, CLIP, VAE like Load Checkpoint
 DEFAULT_RUN = ("sd15", (128, 64))
 TEST_STEPS = 12             # the workflows say 30; fewer keep the suite cheap on 2 shared CPU cores
 TIMINGS = {}

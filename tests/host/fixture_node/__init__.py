@@ -46,5 +46,5 @@ class TinyModelLoader:
         return _BUILT[key]
 
 
-NODE_CLASS_MAPPINGS = {"LEditsPPTestTinyModel": TinyModelLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"LEditsPPTestTinyModel": "LEDITS++ Test: Tiny Model"}
+NODE_CLASS_MAPPINGS = {"LeditsTestTinyModel": TinyModelLoader}
+NODE_DISPLAY_NAME_MAPPINGS = {"LeditsTestTinyModel": "LEDITS++ Test: Tiny Model"}
