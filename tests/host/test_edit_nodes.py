@@ -5,6 +5,8 @@ import types
 import pytest
 import torch
 
+from ledits_core_path import core_path_edit, record_batch_order
+
 LAYOUTS = ("sd15", "sd2v", "sdxl")
 
 
@@ -75,15 +77,8 @@ def concepts_for(run_node, clip, specs):
 def test_node_path_equals_core_path(load_tiny, run_node, empty_cond, core):
     """GuidedEdit == a direct ledits_core computation with the model's own apply_model, batched
     in the order the host batched the conds (batch composition changes float round-off)."""
-    import comfy.model_management
     model, clip, _ = load_tiny("sd15")
-    model = model.clone()
-    order = []
-
-    def record_order(apply_model, args):
-        order.append(list(args["cond_or_uncond"]))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-    model.set_model_unet_function_wrapper(record_order)
+    model, order = record_batch_order(model)
     latent = random_latent(2, 32, 24, seed=5)
     steps, seed = 6, 11
     negative = empty_cond["sd15"]
@@ -93,31 +88,9 @@ def test_node_path_equals_core_path(load_tiny, run_node, empty_cond, core):
     edited = run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concepts, cfg=7.5,
                       guidance_rescale=0.0)[0]["samples"]
     assert len(order) == steps  # one UNet call per step, all concepts batched
-    chunk_order = order[0]
 
-    comfy.model_management.load_models_gpu([model])
-    base = model.model
-    x0 = base.process_latent_in(latent["samples"].clone())
-    contexts = {1: negative[0][0]}
-    contexts.update({2 + c: concept.conditioning[0][0] for c, concept in enumerate(concepts)})
-
-    def predict(x, sigma, indices):
-        b = x.shape[0]
-        with torch.inference_mode():
-            out = base.apply_model(x.repeat(len(indices), 1, 1, 1), sigma.expand(b * len(indices)),
-                                   c_crossattn=torch.cat([contexts[i].repeat(b, 1, 1) for i in indices])).float()
-        return {i: out[j * b:(j + 1) * b] for j, i in enumerate(indices)}
-
-    sigmas = inversion.sigmas
-    noise = core.draw_inversion_noise(x0.shape, steps, seed)
-    ours = core.invert(lambda x, s, i: predict(x, s, [1])[1], x0, sigmas, noise)
+    ours, out = core_path_edit(core, model, latent, inversion, negative, concepts, steps, seed, order[0], core.VE)
     assert (ours.zs - inversion.zs).abs().max().item() <= 1e-5
-    params = [c.params for c in concepts]
-
-    def edit(x, s, i):
-        preds = predict(x, s, chunk_order)
-        return core.apply_edit_guidance(preds[1], preds[1], [preds[2], preds[3]], params, i)[0]
-    out = base.process_latent_out(core.replay(edit, ours.x_T, sigmas, ours.zs))
     err = (out - edited).abs().max().item()
     print(f"node path vs core path: max abs difference {err:.3g} (latent max {edited.abs().max().item():.3g})")
     assert err <= 1e-5
