@@ -11,6 +11,10 @@ def check_model(model, node):
         base = getattr(model, "model", None)
         kind = type(base).__name__ if base is not None else type(model).__name__
         mtype = getattr(getattr(base, "model_type", None), "name", "unknown")
+        params = getattr(getattr(base, "diffusion_model", None), "params", None)
+        channels = (getattr(params, "in_channels", None), getattr(params, "out_channels", None))
+        if None not in channels and channels[0] != channels[1]:
+            mtype += f", {channels[0]} input channels: an inpainting / fill variant"
         raise ValueError(
             f"{node}: this MODEL ({kind}, {mtype}) is not supported. LEDITS++ runs on {SUPPORTED}; "
             "video, inpainting, instruct and other model families are not supported yet.")

@@ -57,6 +57,13 @@ def _mmdit(qk_norm=None, x_block_self_attn_layers=()):
     return config
 
 
+def _flux_params_config(params_class, config):
+    """`config` plus the fields newer hosts (0.33) require and Flux.1-like models leave empty."""
+    fields = {f.name for f in dataclasses.fields(params_class)}
+    extra = {"txt_ids_dims": [], "vec_in_dim": FLUX_POOLED}
+    return dict(config, **{k: v for k, v in extra.items() if k in fields and k not in config})
+
+
 def _flux(guidance_embed):
     """Flux dev layout at hidden 128: 2 heads x 64 (rope axes 16+24+24), 2 double + 2 single blocks."""
     config = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "patch_size": 2,
@@ -64,9 +71,8 @@ def _flux(guidance_embed):
               "num_heads": 2, "depth": 2, "depth_single_blocks": 2, "axes_dim": [16, 24, 24], "theta": 10000,
               "qkv_bias": True, "guidance_embed": guidance_embed}
     # Newer hosts (0.33) added required FluxParams fields; fill them with Flux.1's values.
+    config = _flux_params_config(comfy.ldm.flux.model.FluxParams, config)
     fields = {f.name: f for f in dataclasses.fields(comfy.ldm.flux.model.FluxParams)}
-    if "txt_ids_dims" in fields:
-        config["txt_ids_dims"] = []
     missing = [name for name, f in fields.items() if name not in config and
                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -168,3 +174,25 @@ def write_checkpoint(layout, path, seed=0):
     patcher, clip, vae = build(layout, seed)
     comfy.sd.save_checkpoint(str(path), patcher, clip, vae)
     return path
+
+
+def unsupported_model(kind):
+    """A tiny MODEL of a family LEDITS++ refuses (no text encoder, no VAE: only the refusal is
+    tested): "flux_fill" (Flux inpainting: image + mask channels in), "chroma" (a Flux subclass in
+    ComfyUI, with its own modulation), "wan" (a video DiT)."""
+    import comfy.ldm.chroma.model
+    flux_like = {"context_in_dim": FLUX_CONTEXT, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1,
+                 "depth_single_blocks": 1, "axes_dim": [16, 24, 24], "theta": 10000, "patch_size": 2,
+                 "qkv_bias": True, "out_channels": 16}
+    configs = {
+        "flux_fill": (supported.FluxInpaint, _flux_params_config(comfy.ldm.flux.model.FluxParams, dict(
+            flux_like, image_model="flux", in_channels=96, vec_in_dim=FLUX_POOLED, guidance_embed=True))),
+        "chroma": (supported.Chroma, _flux_params_config(comfy.ldm.chroma.model.ChromaParams, dict(
+            flux_like, image_model="chroma", in_channels=16, in_dim=64, out_dim=128, hidden_dim=32, n_layers=1))),
+        "wan": (supported.WAN21_T2V, {"image_model": "wan2.1", "model_type": "t2v", "dim": 64, "ffn_dim": 128,
+                                      "freq_dim": 32, "text_dim": 64, "num_heads": 2, "num_layers": 1,
+                                      "in_dim": 16, "out_dim": 16}),
+    }
+    config_class, unet_config = configs[kind]
+    model = config_class(dict(unet_config, dtype=torch.float32)).get_model({})
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))

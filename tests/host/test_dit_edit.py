@@ -4,6 +4,8 @@ composition, guidance semantics."""
 import pytest
 import torch
 
+from ledits_core_path import core_path_edit, record_batch_order
+
 DITS = ("sd3", "sd35", "flux", "flux_schnell")
 
 
@@ -82,15 +84,8 @@ def test_user_sigmas_from_a_flow_scheduler_reconstruct(load_dit, run_node, empty
 @pytest.mark.parametrize("layout", ["sd3", "flux"])
 def test_node_path_equals_core_path(load_dit, run_node, empty, core, layout):
     """GuidedEdit == ledits_core with the model's own apply_model, batched in the host's chunk order."""
-    import comfy.model_management
     model, clip, _ = load_dit(layout)
-    model = model.clone()
-    order = []
-
-    def record_order(apply_model, args):
-        order.append(list(args["cond_or_uncond"]))
-        return apply_model(args["input"], args["timestep"], **args["c"])
-    model.set_model_unet_function_wrapper(record_order)
+    model, order = record_batch_order(model)
     latent = flow_latent(2, 8, 6, seed=5)
     steps, seed, negative = 5, 11, empty(layout)
     inversion = invert(run_node, model, latent, steps, negative, seed=seed)[0]
@@ -98,36 +93,12 @@ def test_node_path_equals_core_path(load_dit, run_node, empty, core, layout):
     order.clear()
     edited = guided_edit(run_node, model, inversion, concepts)[0]["samples"]
     assert len(order) == steps
-    chunk_order = order[0]
-
-    comfy.model_management.load_models_gpu([model])
-    base = model.model
-    x0 = base.process_latent_in(latent["samples"].clone())
-    conds = {1: negative[0]}
-    conds.update({2 + c: concept.conditioning[0] for c, concept in enumerate(concepts)})
     guidance = inversion.base.guidance
     assert (guidance == 3.5) if layout == "flux" else guidance is None
 
-    def predict(x, sigma, indices):
-        b, n = x.shape[0], len(indices)
-        extra = {"guidance": torch.full((b * n,), guidance)} if guidance is not None else {}
-        with torch.inference_mode():
-            out = base.apply_model(
-                x.repeat(n, 1, 1, 1), sigma.expand(b * n),
-                c_crossattn=torch.cat([conds[i][0].repeat(b, 1, 1) for i in indices]),
-                y=torch.cat([conds[i][1]["pooled_output"].repeat(b, 1) for i in indices]), **extra).float()
-        return {i: out[j * b:(j + 1) * b] for j, i in enumerate(indices)}
-
-    sigmas = inversion.sigmas
-    noise = core.draw_inversion_noise(x0.shape, steps, seed)
-    ours = core.invert(lambda x, s, i: predict(x, s, [1])[1], x0, sigmas, noise, form=core.FLOW)
+    ours, out = core_path_edit(core, model, latent, inversion, negative, concepts, steps, seed, order[0],
+                               core.FLOW, pooled=True, guidance=guidance)
     assert (ours.zs - inversion.zs).abs().max().item() <= 1e-5
-    params = [c.params for c in concepts]
-
-    def edit(x, s, i):
-        preds = predict(x, s, chunk_order)
-        return core.apply_edit_guidance(preds[1], preds[1], [preds[2], preds[3]], params, i)[0]
-    out = base.process_latent_out(core.replay(edit, ours.x_T, sigmas, ours.zs, form=core.FLOW))
     err = (out - edited).abs().max().item()
     print(f"{layout}: node path vs core path max abs difference {err:.3g}")
     assert err <= 1e-5
@@ -309,6 +280,22 @@ def test_bad_input_on_dits(load_dit, run_node, empty):
         run_node("SamplerCustomAdvanced", noise=run_node("DisableNoise")[0], guider=guider,
                  sampler=run_node("LEditsPPSampler", inversion=inversion)[0], sigmas=sigmas,
                  latent_image=flow_latent(1, 8, 10))
+
+
+@pytest.mark.parametrize("kind", ["flux_fill", "chroma", "wan"])
+def test_unsupported_dit_families_are_refused_by_name(comfy_host, run_node, kind):
+    """Flux inpainting (extra input channels), Chroma (a Flux subclass in ComfyUI) and a video DiT:
+    the nodes that take a MODEL refuse it and name the families that work."""
+    model = comfy_host["tiny"].dit.unsupported_model(kind)
+    calls = {"LEditsPPInversion": dict(model=model, latent=flow_latent(1, 8, 8), steps=3, skip=0.0, seed=0,
+                                       schedule="exact", source_cfg=3.5),
+             "LEditsPPAttentionCapture": dict(model=model, resolution="latent/4", include_middle=False,
+                                              blocks="auto")}
+    for node, inputs in calls.items():
+        with pytest.raises(ValueError, match="not supported") as error:
+            run_node(node, **inputs)
+        assert "SD3 / SD3.5" in str(error.value) and "Flux.1" in str(error.value), str(error.value)
+    assert ("inpainting / fill variant" in str(error.value)) == (kind == "flux_fill")
 
 
 def test_auto_blocks_follow_the_measured_rule(comfy_host, load_dit):
