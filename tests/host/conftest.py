@@ -34,6 +34,8 @@ comfy.cli_args.args.use_pytorch_cross_attention = True
 comfy.cli_args.args.disable_api_nodes = True
 
 import comfy.model_management  # noqa: E402,F401
+import utils.extra_config  # noqa: E402,F401  first, as main.py: nodes.py (via execution) puts comfy/ on sys.path,
+#                                              where comfy/utils.py would shadow ComfyUI's `utils` package
 import execution  # noqa: E402
 import folder_paths  # noqa: E402
 import nodes  # noqa: E402
