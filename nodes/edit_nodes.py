@@ -4,7 +4,7 @@ from comfy_api.latest import io
 
 from .guider import LeditsGuider
 from .families import distilled_guidance
-from .host_model import check_inversion_matches, check_model
+from .host_model import check_conditioning, check_inversion_matches, check_model
 from .io_types import CATEGORY, Attention, Concepts, Inversion
 from .previews import mask_to_pixels
 from .samplers import replay_sampler, run_edit
@@ -19,6 +19,8 @@ def edit_base(inversion, positive, negative, cfg, model):
     if inversion is not None and positive is None and negative is None:
         return inversion.base
     family = check_model(model, "LEDITS++")
+    for conditioning in (negative, positive):
+        check_conditioning(conditioning, "LEDITS++")
     guidance = inversion.base.guidance if inversion is not None else \
         distilled_guidance(family, model, -1.0, negative, positive)
     if negative is None:

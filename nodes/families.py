@@ -33,7 +33,9 @@ class UNetFamily:
                 and not isinstance(sampling, comfy.model_sampling.StableCascadeSampling)
                 and isinstance(sampling, comfy.model_sampling.EPS)
                 and not isinstance(sampling, (comfy.model_sampling.X0, comfy.model_sampling.EDM))
-                and type(model.model.diffusion_model).__name__ == "UNetModel")
+                and type(model.model.diffusion_model).__name__ == "UNetModel"
+                # inpainting / instruct UNets concatenate image and mask channels to the latent
+                and model.model.diffusion_model.in_channels == model.model.diffusion_model.out_channels)
 
     def context_width(self, model):
         return model.model.model_config.unet_config.get("context_dim")

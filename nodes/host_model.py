@@ -11,7 +11,8 @@ def check_model(model, node):
         base = getattr(model, "model", None)
         kind = type(base).__name__ if base is not None else type(model).__name__
         mtype = getattr(getattr(base, "model_type", None), "name", "unknown")
-        params = getattr(getattr(base, "diffusion_model", None), "params", None)
+        network = getattr(base, "diffusion_model", None)
+        params = getattr(network, "params", network)   # Flux keeps its channels in .params, UNets on themselves
         channels = (getattr(params, "in_channels", None), getattr(params, "out_channels", None))
         if None not in channels and channels[0] != channels[1]:
             mtype += f", {channels[0]} input channels: an inpainting / fill variant"
@@ -19,6 +20,17 @@ def check_model(model, node):
             f"{node}: this MODEL ({kind}, {mtype}) is not supported. LEDITS++ runs on {SUPPORTED}; "
             "video, inpainting, instruct and other model families are not supported yet.")
     return family
+
+
+def check_conditioning(conditioning, node):
+    """Reference images (ReferenceLatent, Flux Kontext, image-edit models) add tokens that the
+    inverted photo does not have: LEDITS++ edits the photo itself, so such conditioning is refused."""
+    for _, extras in conditioning or ():
+        if extras.get("reference_latents"):
+            raise ValueError(
+                f"{node}: a CONDITIONING carries reference images (ReferenceLatent / Kontext-style "
+                "editing). LEDITS++ edits the inverted photo itself and does not take reference latents: "
+                "remove the ReferenceLatent node from its `negative`/`positive`")
 
 
 def sigma_table(model):

@@ -4,7 +4,7 @@ from comfy_api.latest import io
 
 from ..ledits_core import below_pure_noise, custom_sigmas, diffusers_sigmas, draw_inversion_noise, exact_sigmas
 from .families import distilled_guidance
-from .host_model import check_model, first_flow_sigma, model_name, model_ref, sigma_table
+from .host_model import check_conditioning, check_model, first_flow_sigma, model_name, model_ref, sigma_table
 from .io_types import CATEGORY, Inversion
 from .samplers import run_inversion
 from .values import BaseGuidance, InversionData
@@ -82,6 +82,8 @@ class LEditsPPInversion(io.ComfyNode):
     def execute(cls, model, latent, steps, skip, seed, schedule, source_cfg, batch_steps=1,
                 positive=None, negative=None, sigmas=None, flux_guidance=-1.0) -> io.NodeOutput:
         family = check_model(model, NODE)
+        for conditioning in (negative, positive):
+            check_conditioning(conditioning, NODE)
         samples = latent["samples"]
         if samples.ndim != 4:
             raise ValueError(f"{NODE}: expected an image latent (B, C, H, W); got shape {tuple(samples.shape)}")

@@ -193,6 +193,10 @@ def unsupported_model(kind):
                                       "freq_dim": 32, "text_dim": 64, "num_heads": 2, "num_layers": 1,
                                       "in_dim": 16, "out_dim": 16}),
     }
-    config_class, unet_config = configs[kind]
+    return bare_model(*configs[kind])
+
+
+def bare_model(config_class, unet_config):
+    """A ModelPatcher of the network alone (ComfyUI leaves its weights uninitialised)."""
     model = config_class(dict(unet_config, dtype=torch.float32)).get_model({})
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))

@@ -136,6 +136,14 @@ def build(layout, seed=0):
     return dit.assemble(CLASSES[layout], UNETS[layout], seed, latent_channels=4)
 
 
+def unsupported_model(kind):
+    """A tiny MODEL LEDITS++ refuses: "sd15_inpaint" (image + mask channels in), or one of
+    tiny_dit_models.unsupported_model's DiTs."""
+    if kind == "sd15_inpaint":
+        return dit.bare_model(TinySD15, dict(UNETS["sd15"], in_channels=9))
+    return dit.unsupported_model(kind)
+
+
 def write_checkpoint(layout, path, seed=0):
     if layout in dit.CLASSES:
         return dit.write_checkpoint(layout, path, seed)

@@ -282,11 +282,11 @@ def test_bad_input_on_dits(load_dit, run_node, empty):
                  latent_image=flow_latent(1, 8, 10))
 
 
-@pytest.mark.parametrize("kind", ["flux_fill", "chroma", "wan"])
-def test_unsupported_dit_families_are_refused_by_name(comfy_host, run_node, kind):
-    """Flux inpainting (extra input channels), Chroma (a Flux subclass in ComfyUI) and a video DiT:
-    the nodes that take a MODEL refuse it and name the families that work."""
-    model = comfy_host["tiny"].dit.unsupported_model(kind)
+@pytest.mark.parametrize("kind", ["flux_fill", "sd15_inpaint", "chroma", "wan"])
+def test_unsupported_families_are_refused_by_name(comfy_host, run_node, kind):
+    """Flux and SD1.5 inpainting (extra input channels), Chroma (a Flux subclass in ComfyUI) and a
+    video DiT: the nodes that take a MODEL refuse it and name the families that work."""
+    model = comfy_host["tiny"].unsupported_model(kind)
     calls = {"LEditsPPInversion": dict(model=model, latent=flow_latent(1, 8, 8), steps=3, skip=0.0, seed=0,
                                        schedule="exact", source_cfg=3.5),
              "LEditsPPAttentionCapture": dict(model=model, resolution="latent/4", include_middle=False,
@@ -295,7 +295,20 @@ def test_unsupported_dit_families_are_refused_by_name(comfy_host, run_node, kind
         with pytest.raises(ValueError, match="not supported") as error:
             run_node(node, **inputs)
         assert "SD3 / SD3.5" in str(error.value) and "Flux.1" in str(error.value), str(error.value)
-    assert ("inpainting / fill variant" in str(error.value)) == (kind == "flux_fill")
+    assert ("inpainting / fill variant" in str(error.value)) == kind.endswith(("_fill", "_inpaint"))
+
+
+def test_reference_latents_are_refused(load_dit, run_node, empty):
+    """Kontext-style reference images (ReferenceLatent) add image tokens the inverted photo does not
+    have: Inversion and the edit refuse such conditioning instead of editing with mismatched predictions."""
+    model = load_dit("flux")[0]
+    latent = flow_latent(1, 8, 8)
+    with_reference = run_node("ReferenceLatent", conditioning=empty("flux"), latent=latent)[0]
+    with pytest.raises(ValueError, match="reference images"):
+        invert(run_node, model, latent, 3, with_reference)
+    inversion = invert(run_node, model, latent, 3, empty("flux"))[0]
+    with pytest.raises(ValueError, match="reference images"):
+        guided_edit(run_node, model, inversion, negative=with_reference)
 
 
 def test_auto_blocks_follow_the_measured_rule(comfy_host, load_dit):
