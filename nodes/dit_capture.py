@@ -139,16 +139,21 @@ _RANGE = re.compile(r"(\d+)(?:\s*-\s*(\d+))?")
 
 
 def install_capture(model_options, family, diffusion_model, config):
-    """A copy of model_options with block labels on the chosen blocks and the capture override
-    (wrapping any override and block patch already there); the given dict is left untouched."""
+    """A copy of model_options with block labels on the chosen blocks only (an earlier capture's
+    labels are replaced) and the capture override, both wrapping any override and block patch
+    another node put there; the given dict is left untouched."""
     options, transformer = copy_transformer_options(model_options)
     replace_all = dict(transformer.get("patches_replace", {}))
     dit = dict(replace_all.get("dit", {}))
+    for site, current in list(dit.items()):     # labels of an earlier capture: this config decides
+        if isinstance(current, BlockLabel):
+            if current.previous is None:
+                del dit[site]
+            else:
+                dit[site] = current.previous
     sites = family.joint_blocks(diffusion_model)
     for index in resolve_blocks(config.blocks, len(sites), family.default_blocks(diffusion_model)):
-        current = dit.get(sites[index])
-        if not getattr(current, "is_ledits_capture", False):
-            dit[sites[index]] = BlockLabel(index, current)
+        dit[sites[index]] = BlockLabel(index, dit.get(sites[index]))
     replace_all["dit"] = dit
     transformer["patches_replace"] = replace_all
     current = transformer.get(OVERRIDE_KEY)

@@ -255,6 +255,13 @@ def test_attention_capture_blocks_input(load_dit, run_node, empty):
         assert "optimized_attention_override" not in model.model_options.get("transformer_options", {})
         maps[blocks] = guided_edit(run_node, captured, inversion, concepts)[2].steps[-1][0][0]
     assert not torch.allclose(maps["0"], maps["all"])
+    for first, last in (("0", "all"), ("all", "0")):     # chained capture nodes: the last one decides
+        captured = model
+        for blocks in (first, last):
+            captured = run_node("LEditsPPAttentionCapture", model=captured, resolution="latent/4",
+                                include_middle=False, blocks=blocks)[0]
+        chained = guided_edit(run_node, captured, inversion, concepts)[2].steps[-1][0][0]
+        assert torch.equal(chained, maps[last])
     for bad in ("99", "x", "3-1"):
         with pytest.raises(ValueError, match="blocks"):
             run_node("LEditsPPAttentionCapture", model=model, resolution="latent/4", include_middle=False, blocks=bad)
