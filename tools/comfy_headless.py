@@ -6,7 +6,9 @@ import os
 import pathlib
 import signal
 import sys
+import types
 import uuid
+
 
 class Progress:
     def __init__(self, prompt, stream=sys.stderr):
@@ -73,6 +75,28 @@ def run_async(value):
     return asyncio.run(value) if asyncio.iscoroutine(value) else value
 
 
+@contextlib.contextmanager
+def serverless_node_replacements():
+    """0.33's core nodes register node replacements with the running server while they load; a
+    headless run has none, which made ComfyUI print "IMPORT FAILED: nodes_replacements.py ... pip
+    install". They register into a manager of their own here (the server applies replacements to
+    prompts it receives; our prompts are built from the pack's own workflow)."""
+    try:
+        import server
+        from app.node_replace_manager import NodeReplaceManager
+    except ImportError:          # 0.3.64: no node replacements
+        yield
+        return
+    if hasattr(server.PromptServer, "instance"):
+        yield
+        return
+    server.PromptServer.instance = types.SimpleNamespace(node_replace_manager=NodeReplaceManager())
+    try:
+        yield
+    finally:
+        del server.PromptServer.instance
+
+
 def setup_comfyui(root, force_cpu, work, pack):
     """Import ComfyUI as main.py would for a headless run; load core extras and this pack."""
     sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() not in (pack, pack / "tools")]
@@ -97,7 +121,8 @@ def setup_comfyui(root, force_cpu, work, pack):
     folder_paths.set_input_directory(str(work / "input"))
     folder_paths.set_output_directory(str(work / "output"))
     folder_paths.set_temp_directory(str(work / "temp"))
-    run_async(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+    with serverless_node_replacements():
+        run_async(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
     before = set(nodes.NODE_CLASS_MAPPINGS)
     if not run_async(nodes.load_custom_node(str(pack), ignore=before)) or \
             "LEditsPPGuidedEdit" not in nodes.NODE_CLASS_MAPPINGS:

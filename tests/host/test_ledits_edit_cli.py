@@ -70,6 +70,7 @@ def test_runs_with_the_tiny_builtin_model(comfy_host, tmp_path):
     assert png_size(out / "edited.png") == (128, 96)
     assert png_size(out / "mask_1_add_glasses.png") == (128, 96)
     assert "LEDITS++ Guided Edit" in proc.stderr and "4/4" in proc.stderr       # progress
+    assert "nodes_replacements" not in proc.stderr      # 0.33's core nodes load without a server
     assert proc.stdout.split() == [str(out / n) for n in names]
     summary = proc.stderr.strip().splitlines()[-1]
     assert summary.startswith(f"ledits_edit: install check OK: ComfyUI {comfy_host['version']} loaded the "
