@@ -48,10 +48,8 @@ class CaptureRequest:
 
 def with_request(model_options, request):
     """A copy of model_options whose model calls record into `request`."""
-    options = dict(model_options)
-    transformer = dict(options.get("transformer_options", {}))
+    options, transformer = copy_transformer_options(model_options)
     transformer[REQUEST_KEY] = request
-    options["transformer_options"] = transformer
     return options
 
 
@@ -65,3 +63,4 @@ def copy_transformer_options(model_options):
 
 def model_config(model_options):
     return model_options.get("transformer_options", {}).get(CONFIG_KEY, CaptureConfig())
+

@@ -18,7 +18,7 @@ skipped.
 import re
 
 from ..ledits_core import concept_attention_mass
-from .capture import CONFIG_KEY, REQUEST_KEY, CaptureRequest, copy_transformer_options
+from .capture import REQUEST_KEY, CaptureRequest, copy_transformer_options
 
 LABEL_KEY = "ledits_pp_block"
 OVERRIDE_KEY = "optimized_attention_override"
@@ -161,10 +161,3 @@ def install_capture(model_options, family, diffusion_model, config):
         transformer[OVERRIDE_KEY] = CaptureOverride(current)
     return options
 
-
-def patch_model(model, family, config):
-    """A clone of the ModelPatcher with the capture installed (the AttentionCapture node)."""
-    clone = model.clone()
-    clone.model_options = install_capture(clone.model_options, family, model.model.diffusion_model, config)
-    clone.model_options["transformer_options"][CONFIG_KEY] = config
-    return clone

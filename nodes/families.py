@@ -16,6 +16,7 @@ import comfy.text_encoders.sd3_clip
 
 from ..ledits_core import FLOW, VE, attention_grid, concept_token_positions
 from . import dit_capture, unet_capture
+from .capture import CONFIG_KEY
 from .unet_capture import UNetCaptureRequest
 
 SUPPORTED = ("SD1.x, SD2.x (eps or v-prediction) and SDXL UNets, SD3 / SD3.5 (MMDiT) and Flux.1 "
@@ -23,7 +24,29 @@ SUPPORTED = ("SD1.x, SD2.x (eps or v-prediction) and SDXL UNets, SD3 / SD3.5 (MM
 FLUX_DEFAULT_GUIDANCE = 3.5     # what ComfyUI's Flux uses when no FluxGuidance is set
 
 
-class UNetFamily:
+def extra_input_channels(diffusion_model):
+    """The input channels of an inpainting / fill / instruct variant, which concatenates image and
+    mask channels to the latent (in != out), else None. Flux keeps its channels in `.params`."""
+    params = getattr(diffusion_model, "params", diffusion_model)
+    channels_in, channels_out = getattr(params, "in_channels", None), getattr(params, "out_channels", None)
+    if None in (channels_in, channels_out) or channels_in == channels_out:
+        return None
+    return channels_in
+
+
+class Family:
+    """What every family does the same way through its adapter's install_capture."""
+
+    def patch_model(self, model, config):
+        """A clone of the ModelPatcher with the capture in its model_options and `config` for the
+        edit (the AttentionCapture node); the given MODEL is left untouched."""
+        clone = model.clone()
+        clone.model_options = self.install_capture(clone.model_options, model.model.diffusion_model, config)
+        clone.model_options["transformer_options"][CONFIG_KEY] = config
+        return clone
+
+
+class UNetFamily(Family):
     name = "UNet (SD1.x / SD2.x / SDXL)"
     form = VE
 
@@ -34,8 +57,7 @@ class UNetFamily:
                 and isinstance(sampling, comfy.model_sampling.EPS)
                 and not isinstance(sampling, (comfy.model_sampling.X0, comfy.model_sampling.EDM))
                 and type(model.model.diffusion_model).__name__ == "UNetModel"
-                # inpainting / instruct UNets concatenate image and mask channels to the latent
-                and model.model.diffusion_model.in_channels == model.model.diffusion_model.out_channels)
+                and extra_input_channels(model.model.diffusion_model) is None)
 
     def context_width(self, model):
         return model.model.model_config.unet_config.get("context_dim")
@@ -65,11 +87,8 @@ class UNetFamily:
     def install_capture(self, model_options, diffusion_model, config):
         return unet_capture.install_capture(model_options, diffusion_model, config)
 
-    def patch_model(self, model, config):
-        return unet_capture.patch_model(model, config)
 
-
-class JointDiTFamily:
+class JointDiTFamily(Family):
     """Flow-matching DiTs with joint [text; image] attention (nodes/dit_capture.py)."""
     form = FLOW
     base_class = None
@@ -94,9 +113,6 @@ class JointDiTFamily:
 
     def install_capture(self, model_options, diffusion_model, config):
         return dit_capture.install_capture(model_options, self, diffusion_model, config)
-
-    def patch_model(self, model, config):
-        return dit_capture.patch_model(model, self, config)
 
 
 class SD3Family(JointDiTFamily):
@@ -142,9 +158,7 @@ class FluxFamily(JointDiTFamily):
     base_class = comfy.model_base.Flux
 
     def matches(self, model):
-        params = getattr(model.model.diffusion_model, "params", None)
-        # Flux Fill / inpainting variants concatenate extra channels: not an edit-friendly model
-        return super().matches(model) and params is not None and params.in_channels == params.out_channels
+        return super().matches(model) and extra_input_channels(model.model.diffusion_model) is None
 
     def joint_blocks(self, diffusion_model):
         return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]

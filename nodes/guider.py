@@ -17,7 +17,7 @@ from ..ledits_core.guidance import cfg as cfg_combine
 from ..ledits_core.masks import resize_user_mask
 from .capture import model_config, with_request
 from .families import with_guidance
-from .host_model import check_conditioning, check_model
+from .host_model import check_model
 
 STEP_KEY = "ledits_pp_step"
 NEGATIVE, POSITIVE, FIRST_CONCEPT = 1, 0, 2
@@ -36,8 +36,6 @@ class LeditsGuider(comfy.samplers.CFGGuider):
             conds["positive"] = base.positive
         for c, concept in enumerate(self.concepts):
             conds[f"edit_{c}"] = concept.conditioning
-        for cond in conds.values():
-            check_conditioning(cond, "LEDITS++")
         # guidance-distilled models (Flux dev): every prediction at the same distilled guidance
         self.inner_set_conds({name: with_guidance(cond, base.guidance) for name, cond in conds.items()})
         self.cfg = base.cfg

@@ -1,7 +1,7 @@
 """Checks and facts about the host MODEL: its family (nodes/families.py) and its sigma table."""
 import weakref
 
-from .families import SUPPORTED, family_of
+from .families import SUPPORTED, extra_input_channels, family_of
 
 
 def check_model(model, node):
@@ -11,11 +11,9 @@ def check_model(model, node):
         base = getattr(model, "model", None)
         kind = type(base).__name__ if base is not None else type(model).__name__
         mtype = getattr(getattr(base, "model_type", None), "name", "unknown")
-        network = getattr(base, "diffusion_model", None)
-        params = getattr(network, "params", network)   # Flux keeps its channels in .params, UNets on themselves
-        channels = (getattr(params, "in_channels", None), getattr(params, "out_channels", None))
-        if None not in channels and channels[0] != channels[1]:
-            mtype += f", {channels[0]} input channels: an inpainting / fill variant"
+        extra = extra_input_channels(getattr(base, "diffusion_model", None))
+        if extra is not None:
+            mtype += f", {extra} input channels: an inpainting / fill variant"
         raise ValueError(
             f"{node}: this MODEL ({kind}, {mtype}) is not supported. LEDITS++ runs on {SUPPORTED}; "
             "video, inpainting, instruct and other model families are not supported yet.")

@@ -11,7 +11,7 @@ import math
 import comfy.ldm.modules.attention as host_attention
 
 from ..ledits_core import attention_grid, concept_attention
-from .capture import CONFIG_KEY, REQUEST_KEY, CaptureRequest, copy_transformer_options
+from .capture import REQUEST_KEY, CaptureRequest, copy_transformer_options
 
 
 class CapturePatch:
@@ -98,14 +98,3 @@ def install_capture(model_options, diffusion_model, config):
     transformer["patches_replace"] = replace_all
     return options
 
-
-def patch_model(model, config):
-    """A clone of the ModelPatcher with capture patches registered (the AttentionCapture node)."""
-    clone = model.clone()
-    replace = clone.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
-    for site in capture_sites(model.model.diffusion_model, config):
-        current = _current_patch(replace, site)
-        if not getattr(current, "is_ledits_capture", False):
-            clone.set_model_attn2_replace(CapturePatch(current), site[0], site[1], site[2])
-    clone.model_options.setdefault("transformer_options", {})[CONFIG_KEY] = config
-    return clone
