@@ -1,34 +1,7 @@
-"""Checks and facts about the host MODEL: its family (nodes/families.py) and its sigma table."""
+"""Checks and facts about the host MODEL: its family (nodes/families/) and its sigma table."""
 import weakref
 
-from .families import SUPPORTED, extra_input_channels, family_of
-
-
-def check_model(model, node):
-    """The model's family; a clear error unless LEDITS++ supports it."""
-    family = family_of(model)
-    if family is None:
-        base = getattr(model, "model", None)
-        kind = type(base).__name__ if base is not None else type(model).__name__
-        mtype = getattr(getattr(base, "model_type", None), "name", "unknown")
-        extra = extra_input_channels(getattr(base, "diffusion_model", None))
-        if extra is not None:
-            mtype += f", {extra} input channels: an inpainting / fill variant"
-        raise ValueError(
-            f"{node}: this MODEL ({kind}, {mtype}) is not supported. LEDITS++ runs on {SUPPORTED}; "
-            "video, inpainting, instruct and other model families are not supported yet.")
-    return family
-
-
-def check_conditioning(conditioning, node):
-    """Reference images (ReferenceLatent, Flux Kontext, image-edit models) add tokens that the
-    inverted photo does not have: LEDITS++ edits the photo itself, so such conditioning is refused."""
-    for _, extras in conditioning or ():
-        if extras.get("reference_latents"):
-            raise ValueError(
-                f"{node}: a CONDITIONING carries reference images (ReferenceLatent / Kontext-style "
-                "editing). LEDITS++ edits the inverted photo itself and does not take reference latents: "
-                "remove the ReferenceLatent node from its `negative`/`positive`")
+from .families import check_conditioning, check_model  # noqa: F401  (re-exported for the nodes)
 
 
 def sigma_table(model):

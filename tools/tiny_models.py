@@ -101,7 +101,7 @@ class TinySDXL(supported.SDXL):
 
 def _sibling(name):
     """tools/<name>.py by path, under the name tools/ledits_edit.py would give it (tools/ is no package)."""
-    module_name = f"ledits_tools_{name}"
+    module_name = "ledits_tools_" + name.replace("/", "_")
     module = sys.modules.get(module_name)
     if module is None:
         spec = importlib.util.spec_from_file_location(module_name, pathlib.Path(__file__).resolve().parent / f"{name}.py")
@@ -111,11 +111,24 @@ def _sibling(name):
     return module
 
 
+def _family_builders():
+    """tools/tiny_families/<family>.py, each loaded by path: its BUILDERS {layout: build(seed) ->
+    (MODEL, CLIP, VAE)} for the families that this host has (a module whose host lacks the model
+    class sets BUILDERS = {} and says why in SKIPPED {layout: reason})."""
+    builders, skipped = {}, {}
+    for path in sorted((pathlib.Path(__file__).resolve().parent / "tiny_families").glob("[!_]*.py")):
+        module = _sibling(f"tiny_families/{path.stem}")
+        builders.update(module.BUILDERS)
+        skipped.update(getattr(module, "SKIPPED", {}))
+    return builders, skipped
+
+
 dit = _sibling("tiny_dit_models")
 UNET_CLASSES = {"sd15": TinySD15, "sd2v": TinySD2V, "sdxl": TinySDXL}
 CLASSES = {**UNET_CLASSES, **dit.CLASSES}
 UNETS.update(dit.UNETS)                  # layout -> diffusion-model config, for every layout
-LAYOUTS = tuple(CLASSES)
+FAMILY_BUILDERS, SKIPPED_LAYOUTS = _family_builders()   # in-memory layouts of the newer families
+LAYOUTS = tuple(CLASSES) + tuple(FAMILY_BUILDERS)
 FILE_LAYOUTS = tuple(UNET_CLASSES) + tuple(dit.FILE_LAYOUTS)   # what CheckpointLoaderSimple can load
 
 
@@ -131,6 +144,8 @@ def register():
 def build(layout, seed=0):
     """(ModelPatcher, CLIP, VAE) of a tiny model, weights from `seed`."""
     register()
+    if layout in FAMILY_BUILDERS:
+        return FAMILY_BUILDERS[layout](seed)
     if layout in dit.CLASSES:
         return dit.build(layout, seed)
     return dit.assemble(CLASSES[layout], UNETS[layout], seed, latent_channels=4)

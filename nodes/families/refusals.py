@@ -1,0 +1,47 @@
+"""What LEDITS++ refuses, and why, in one place: the error says what the MODEL is and names the
+families that work (derived from the registered families, never typed here)."""
+
+# comfy.model_base classes of video models (WAN, LTX, HunyuanVideo, ...): a clip is not a photo.
+VIDEO_CLASSES = ("WAN21", "WAN22", "LTXV", "LTXAV", "HunyuanVideo", "HunyuanVideoI2V", "HunyuanVideoSkyreelsI2V",
+                 "HunyuanVideo15", "CosmosVideo", "GenmoMochi", "SVD_img2vid", "CogVideoX", "Kandinsky5")
+# Image-to-image models whose input is the photo itself (instruct / edit): nothing to invert.
+INSTRUCT_CLASSES = ("SD15_instructpix2pix", "SDXL_instructpix2pix", "IP2P")
+
+
+def _video_model(base):
+    return any(cls.__name__ in VIDEO_CLASSES for cls in type(base).__mro__)
+
+
+def refusal(model, families, node):
+    """The error for a MODEL no family accepts."""
+    base = getattr(model, "model", None)
+    kind = type(base).__name__ if base is not None else type(model).__name__
+    mtype = getattr(getattr(base, "model_type", None), "name", "unknown")
+    why = "is not supported yet"
+    if base is not None and _video_model(base):
+        why = "is not supported: it is a video model, and LEDITS++ edits single images"
+    elif base is not None and any(c.__name__ in INSTRUCT_CLASSES for c in type(base).__mro__):
+        why = ("is not supported: it is an instruct (image-to-image) variant, which takes the photo as "
+               "input instead of editing an inversion")
+    else:
+        for family in families:
+            if base is not None and family.is_member(model):
+                extra = family.extra_input_channels(base.diffusion_model)
+                why = (f"is not supported: it is an inpainting / fill variant of {family.name} ({extra} input "
+                       "channels: the latent plus image and mask channels); use the plain text-to-image model")
+                break
+    supported = "; ".join(f.name for f in families)
+    return ValueError(f"{node}: this MODEL ({kind}, {mtype}) {why}. LEDITS++ runs on {supported}.")
+
+
+def check_conditioning(conditioning, node):
+    """Reference images (ReferenceLatent, Flux Kontext, Qwen-Image-Edit, Flux.2 references) add
+    tokens that the inverted photo does not have: LEDITS++ edits the photo itself, so such
+    conditioning is refused."""
+    for _, extras in conditioning or ():
+        if extras.get("reference_latents"):
+            raise ValueError(
+                f"{node}: a CONDITIONING carries reference images (ReferenceLatent, Kontext, Qwen-Image-Edit "
+                "or Flux.2 reference editing). LEDITS++ edits the inverted photo itself and does not take "
+                "reference images: encode the prompt with a plain text encode node (no image, no "
+                "ReferenceLatent) for its `negative`/`positive`")
