@@ -14,6 +14,7 @@ thumbnails); never imports ComfyUI or the pack.
 import json
 import pathlib
 import sys
+from dataclasses import dataclass
 
 from workflow_graph import COLORS, Workflow   # this folder is sys.path[0] when run as a script
 from workflow_thumbnail import thumbnail
@@ -44,19 +45,66 @@ GROWN_EDIT = [360, 860]
 GROWN_MASK = [360, 720]
 
 
+@dataclass(frozen=True)
+class Sources:
+    """Where the graph takes its MODEL, CLIP and VAE from: (node id, output slot)."""
+    model: tuple = (1, 0)
+    clip: tuple = (1, 1)
+    vae: tuple = (1, 2)
+
+
+CHECKPOINT = Sources()
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """The separate files a family's own ComfyUI templates load (Load Diffusion Model, a CLIP
+    loader, Load VAE), and the sampling-shift node they put after the model (None: none)."""
+    unet: str
+    clips: tuple
+    clip_type: str
+    vae: str
+    sampling: tuple = None          # (node type, shift)
+
+
 def loader_block(wf, ckpt, negative=True):
-    """1 checkpoint, 2 image, 3 VAE Encode, 4 empty prompt (unconditional)."""
-    wf.node(1, "CheckpointLoaderSimple", (40, 440), [ckpt])
-    wf.node(2, "LoadImage", (40, 620), [IMAGE, "image"])
+    """1 checkpoint (or 1 Load Diffusion Model, 22 CLIP loader, 23 Load VAE, 24 sampling shift for
+    a SplitFiles), 2 image, 3 VAE Encode, 4 empty prompt (unconditional). Returns the Sources."""
+    if isinstance(ckpt, SplitFiles):
+        sources, members = split_loaders(wf, ckpt)
+        image_y, title = 900, "1. Load the model and an image"
+    else:
+        wf.node(1, "CheckpointLoaderSimple", (40, 440), [ckpt])
+        sources, members, image_y, title = CHECKPOINT, [1], 620, "1. Load checkpoint and image"
+    wf.node(2, "LoadImage", (40, image_y), [IMAGE, "image"])
     wf.node(3, "VAEEncode", (400, 700))
     wf.link(2, 0, 3, "pixels")
-    wf.link(1, 2, 3, "vae")
-    members = [1, 2, 3]
+    wf.link(*sources.vae, 3, "vae")
+    members += [2, 3]
     if negative:
         wf.node(4, "CLIPTextEncode", (400, 440), [""], title="Unconditional (empty prompt)", size=[320, 180])
-        wf.link(1, 1, 4, "clip")
+        wf.link(*sources.clip, 4, "clip")
         members.append(4)
-    wf.group("1. Load checkpoint and image", members, COLORS["load"])
+    wf.group(title, members, COLORS["load"])
+    return sources
+
+
+def split_loaders(wf, files):
+    wf.node(1, "UNETLoader", (40, 440), [files.unet, "default"], size=[320, 82])
+    if len(files.clips) == 1:
+        wf.node(22, "CLIPLoader", (40, 560), [files.clips[0], files.clip_type, "default"], size=[320, 130])
+    else:
+        wf.node(22, "QuadrupleCLIPLoader", (40, 560), list(files.clips), size=[320, 150])
+    wf.node(23, "VAELoader", (40, 750), [files.vae], size=[320, 82])
+    members = [1, 22, 23]
+    model = (1, 0)
+    if files.sampling is not None:
+        kind, shift = files.sampling
+        wf.node(24, kind, (400, 860), [shift], size=[320, 82])
+        wf.link(1, 0, 24, "model")
+        model = (24, 0)
+        members.append(24)
+    return Sources(model=model, clip=(22, 0), vae=(23, 0)), members
 
 
 def inversion_block(wf, model_src=(1, 0), negative=True):
@@ -68,14 +116,14 @@ def inversion_block(wf, model_src=(1, 0), negative=True):
     wf.group("2. Invert once", [5], COLORS["invert"])
 
 
-def concept_block(wf, concepts, y=860):
+def concept_block(wf, concepts, y=860, clip_src=(1, 1)):
     previous = None
     ids = []
     for k, values in enumerate(concepts):
         node_id = 6 + k
         title = ("LEDITS++ Edit Concept (remove)" if values[3] else "LEDITS++ Edit Concept (add)")
         wf.node(node_id, "LEditsPPEditConcept", (790, y + 300 * k), values, title=title, size=[340, 250])
-        wf.link(1, 1, node_id, "clip")
+        wf.link(*clip_src, node_id, "clip")
         if previous:
             wf.link(previous, 0, node_id, "concepts")
         previous = node_id
@@ -126,16 +174,16 @@ def edit_workflow(name, family):
     wf = Workflow(name, f"LEDITS++ edit ({label})",
                   f"Invert a photo once, then add one concept and remove another with LEDITS++ "
                   f"semantic guidance on {label}; previews the per-concept masks.")
-    loader_block(wf, ckpt, negative=negative)
-    inversion_block(wf, negative=negative)
-    last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE])
+    sources = loader_block(wf, ckpt, negative=negative)
+    inversion_block(wf, sources.model, negative=negative)
+    last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE], clip_src=sources.clip)
     wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=GROWN_EDIT)
-    wf.link(1, 0, 8, "model")
+    wf.link(*sources.model, 8, "model")
     wf.link(5, 0, 8, "inversion")
     wf.link(last, 0, 8, "concepts")
     wf.node(9, "VAEDecode", (1620, 440))
     wf.link(8, 0, 9, "samples")
-    wf.link(1, 2, 9, "vae")
+    wf.link(*sources.vae, 9, "vae")
     wf.node(10, "SaveImage", (1620, 580), ["ledits_edit"], size=[400, 420])
     wf.link(9, 0, 10, "images")
     wf.node(11, "MaskToImage", (1620, 1070))
@@ -143,10 +191,14 @@ def edit_workflow(name, family):
     wf.node(12, "PreviewImage", (1620, 1190), title="Concept masks (one per concept)", size=[400, 360])
     wf.link(11, 0, 12, "images")
     wf.group("4. Edit, decode, save", [8, 9, 10, 11, 12], COLORS["edit"])
+    files = (f"{ckpt.unet} with {' + '.join(ckpt.clips)} and {ckpt.vae}" if isinstance(ckpt, SplitFiles)
+             else ckpt)
+    pick = (f"Pick your {label} files ({files})" if isinstance(ckpt, SplitFiles)
+            else f"Pick your {label} checkpoint ({ckpt})")
     note(wf, f"""
 LEDITS++ edit ({label}): change a real photo by adding and removing concepts.
 
-1. Pick your {label} checkpoint ({ckpt}) and load a photo (about {size}).
+1. {pick} and load a photo (about {size}).
 2. LEDITS++ Inversion inverts the photo exactly once (30 steps, skip 0.15).
 3. Each Edit Concept is one instruction: "glasses" is added, "cat" is removed (reverse = remove).
    Chain more concepts through their `concepts` input.

@@ -23,18 +23,26 @@ browser = pytest.fixture(scope="module")(open_browser)
 SWAP_LOADER = """async ([layout, image, seed]) => {
     const g = app.graph;
     const linkOf = (id) => (g.links.get ? g.links.get(id) : g.links[id]);
-    for (const old of g.nodes.filter(n => n.type === "CheckpointLoaderSimple")) {
+    // a checkpoint loader, or the separate loaders of a family's own templates -> one tiny loader
+    const slotOf = {CheckpointLoaderSimple: null, UNETLoader: 0, CLIPLoader: 1, DualCLIPLoader: 1,
+                    QuadrupleCLIPLoader: 1, VAELoader: 2};
+    const loaders = g.nodes.filter(n => n.type in slotOf);
+    const first = loaders.find(n => n.type === "CheckpointLoaderSimple" || n.type === "UNETLoader");
+    if (first) {
         const tiny = LiteGraph.createNode("LeditsTestTinyModel");
-        tiny.pos = [old.pos[0], old.pos[1]];
+        tiny.pos = [first.pos[0], first.pos[1]];
         g.add(tiny);
         tiny.widgets.find(w => w.name === "layout").value = layout;
-        old.outputs.forEach((output, slot) => {
-            for (const id of [...(output.links || [])]) {
-                const link = linkOf(id);
-                tiny.connect(slot, g.getNodeById(link.target_id), link.target_slot);
-            }
-        });
-        g.remove(old);
+        for (const old of loaders) {
+            old.outputs.forEach((output, slot) => {
+                for (const id of [...(output.links || [])]) {
+                    const link = linkOf(id);
+                    const target = slotOf[old.type] === null ? slot : slotOf[old.type];
+                    tiny.connect(target, g.getNodeById(link.target_id), link.target_slot);
+                }
+            });
+            g.remove(old);
+        }
     }
     for (const n of g.nodes) {
         for (const w of n.widgets || []) {

@@ -152,8 +152,33 @@ def write_image(path, size, seed):
     Image.fromarray(pixels).save(path)
 
 
+# Separate loaders of a family's own templates -> the output slot of the tiny loader that replaces them.
+SPLIT_LOADER_SLOTS = {"UNETLoader": 0, "CLIPLoader": 1, "DualCLIPLoader": 1, "QuadrupleCLIPLoader": 1,
+                      "VAELoader": 2}
+
+
+def swap_split_loaders(ui, layout):
+    """Load Diffusion Model + CLIP loader + Load VAE -> one in-memory tiny loader (the Load Diffusion
+    Model node's id keeps it), links rewired to its MODEL / CLIP / VAE outputs."""
+    loaders = [n for n in ui["nodes"] if n["type"] in SPLIT_LOADER_SLOTS]
+    unet = next((n for n in loaders if n["type"] == "UNETLoader"), None)
+    if unet is None:
+        return ui
+    outputs = [{"name": kind, "type": kind, "links": [], "slot_index": slot}
+               for slot, kind in enumerate(("MODEL", "CLIP", "VAE"))]
+    by_id = {n["id"]: SPLIT_LOADER_SLOTS[n["type"]] for n in loaders}
+    for link in ui["links"]:
+        if link[1] in by_id:
+            link[1], link[2] = unet["id"], by_id[link[1]]
+            outputs[link[2]]["links"].append(link[0])
+    unet.update(type=IN_MEMORY_LOADER, widgets_values=[layout, 0, "fixed"], outputs=outputs)
+    ui["nodes"] = [n for n in ui["nodes"] if n is unet or n["id"] not in by_id]
+    return ui
+
+
 def swap_for_test(ui, layout, ckpt, image, prefix):
     """The test's copy: tiny checkpoint, small input image, own output prefix, fewer steps."""
+    ui = swap_split_loaders(ui, layout)
     for node in ui["nodes"]:
         if node["type"] == "CheckpointLoaderSimple" and ckpt is None:
             node["type"], node["widgets_values"] = IN_MEMORY_LOADER, [layout, 0, "fixed"]
