@@ -6,6 +6,8 @@ Two pieces, both added to copies of model_options (never to the MODEL itself):
   block. It puts the block's index into the transformer_options that block passes down, then runs
   the block unchanged (through the replace patch another node put there, if any). The host gives
   no block keys to attention on every version/family, so this label is how a call is placed.
+  DiTs without such patches (Z-Image / Lumina 2, HiDream) are placed by counting their joint
+  calls instead: nodes/dit_call_order.py, with a TokenLayout saying where their tokens sit.
 * `CaptureOverride`: transformer_options["optimized_attention_override"]. Every attention of the
   diffusion model goes through it; it returns exactly what the previous override (another node's)
   or the host kernel returns and, only inside a labelled block of a call that carries a
@@ -16,12 +18,25 @@ latent's patches, row-major. A call whose sequence holds no text (SD3.5's image-
 skipped.
 """
 import re
+from dataclasses import dataclass
 
 from ..ledits_core import concept_attention_mass
 from .capture import REQUEST_KEY, CaptureRequest, copy_transformer_options
 
 LABEL_KEY = "ledits_pp_block"
+ORDER_KEY = "ledits_pp_joint_calls"     # DiTs without block patches: nodes/dit_call_order.py
 OVERRIDE_KEY = "optimized_attention_override"
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """Where a joint call's tokens sit, for DiTs whose sequence is not plain [text; image]: `length`
+    tokens in all, the text keys [text_start, text_start + text_length), the image queries from
+    `image_start` on (the latent's patches, row-major; pad tokens after them are not read)."""
+    length: int
+    text_start: int
+    text_length: int
+    image_start: int
 
 
 class BlockLabel:
@@ -55,6 +70,10 @@ class CaptureOverride:
         request = options.get(REQUEST_KEY)
         if request is not None and LABEL_KEY in options:
             request.record(args, kwargs, options)
+        elif request is not None and ORDER_KEY in options:      # counts this forward's joint calls
+            layout = options[ORDER_KEY].chosen_layout(args, kwargs)
+            if layout is not None:
+                request.record(args, kwargs, options, layout)
         if self.previous is not None:
             return self.previous(func, *args, **kwargs)
         return func(*args, **kwargs)
@@ -67,25 +86,28 @@ class JointCaptureRequest(CaptureRequest):
         super().__init__(concepts, grid)
         self.image_tokens = grid[0] * grid[1]
 
-    def record(self, args, kwargs, options):
+    def record(self, args, kwargs, options, layout=None):
+        """`layout` (a TokenLayout) places text and image; None: [text; image], image last."""
         q, k = args[0], args[1]
         heads = args[3] if len(args) > 3 else kwargs["heads"]
         if not kwargs.get("skip_reshape", False):        # (B, T, heads*d) -> (B, heads, T, d)
             q = q.reshape(q.shape[0], q.shape[1], heads, -1).transpose(1, 2)
             k = k.reshape(k.shape[0], k.shape[1], heads, -1).transpose(1, 2)
-        text = _text_tokens(options, k.shape[2], self.image_tokens)
-        if text <= 0 or q.shape[2] != k.shape[2]:
-            return
+        if layout is None:
+            text = _text_tokens(options, k.shape[2], self.image_tokens)
+            if text <= 0 or q.shape[2] != k.shape[2]:
+                return
+            layout = TokenLayout(k.shape[2], text_start=0, text_length=text, image_start=text)
         mask = kwargs.get("mask")
         for rows, index in self.concept_chunks(options, q.shape[0]):
             positions, context_length = self.concepts[index]
-            if text % context_length:
+            if layout.text_length % context_length:
                 continue            # not this concept's text layout (e.g. extra reference tokens)
-            image_queries = q[rows, :, text:text + self.image_tokens]
+            image = layout.image_start
             mass = concept_attention_mass(
-                image_queries, k[rows], positions, context_length, text_start=0, text_length=text,
-                scale=kwargs.get("scale"), mask=None if mask is None else _query_mask(mask, rows, text,
-                                                                                      self.image_tokens))
+                q[rows, :, image:image + self.image_tokens], k[rows], positions, context_length,
+                text_start=layout.text_start, text_length=layout.text_length, scale=kwargs.get("scale"),
+                mask=None if mask is None else _query_mask(mask, rows, image, self.image_tokens))
             self.add(index, mass, heads)
 
 
@@ -156,8 +178,13 @@ def install_capture(model_options, family, diffusion_model, config):
         dit[sites[index]] = BlockLabel(index, dit.get(sites[index]))
     replace_all["dit"] = dit
     transformer["patches_replace"] = replace_all
+    add_capture_override(transformer)
+    return options
+
+
+def add_capture_override(transformer):
+    """The capture override in (a copy of) transformer_options, around another node's override."""
     current = transformer.get(OVERRIDE_KEY)
     if not getattr(current, "is_ledits_capture", False):
         transformer[OVERRIDE_KEY] = CaptureOverride(current)
-    return options
 
