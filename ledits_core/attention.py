@@ -107,7 +107,7 @@ class AttentionAccumulator:
 
     def add(self, key, head_sum, heads, grid):
         grid = tuple(int(g) for g in grid)
-        if head_sum.shape[-1] != grid[0] * grid[1]:
+        if head_sum.shape[-1] != math.prod(grid):
             raise ValueError(f"a map of {head_sum.shape[-1]} cells does not fit the grid {grid}")
         if key in self._grid and self._grid[key] != grid:
             raise ValueError(f"maps of different grids for {key!r}: {self._grid[key]} and {grid}")
@@ -119,8 +119,8 @@ class AttentionAccumulator:
         return list(self._sums)
 
     def map(self, key):
-        """(B, h, w) float32 mean over sites and heads, or None if nothing was recorded."""
+        """(B, *grid) float32 mean over sites and heads -- (B, h, w) for an image, (B, frames, h, w)
+        for a video's token grid -- or None if nothing was recorded."""
         if key not in self._sums:
             return None
-        h, w = self._grid[key]
-        return (self._sums[key] / self._heads[key]).reshape(-1, h, w)
+        return (self._sums[key] / self._heads[key]).reshape(-1, *self._grid[key])
