@@ -178,22 +178,32 @@ def write_checkpoint(layout, path, seed=0):
 
 def unsupported_model(kind):
     """A tiny MODEL of a family LEDITS++ refuses (no text encoder, no VAE: only the refusal is
-    tested): "flux_fill" (Flux inpainting: image + mask channels in), "chroma" (a Flux subclass in
-    ComfyUI, with its own modulation), "wan" (a video DiT)."""
-    import comfy.ldm.chroma.model
+    tested): "flux_fill" (Flux inpainting: image + mask channels in), "chroma_radiance" (Chroma's
+    pixel-space variant: no VAE latents), "wan" (a video DiT)."""
+    import comfy.ldm.chroma_radiance.model
     flux_like = {"context_in_dim": FLUX_CONTEXT, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1,
                  "depth_single_blocks": 1, "axes_dim": [16, 24, 24], "theta": 10000, "patch_size": 2,
                  "qkv_bias": True, "out_channels": 16}
     configs = {
         "flux_fill": (supported.FluxInpaint, _flux_params_config(comfy.ldm.flux.model.FluxParams, dict(
             flux_like, image_model="flux", in_channels=96, vec_in_dim=FLUX_POOLED, guidance_embed=True))),
-        "chroma": (supported.Chroma, _flux_params_config(comfy.ldm.chroma.model.ChromaParams, dict(
-            flux_like, image_model="chroma", in_channels=16, in_dim=64, out_dim=128, hidden_dim=32, n_layers=1))),
+        "chroma_radiance": (supported.ChromaRadiance, _host_fields(
+            comfy.ldm.chroma_radiance.model.ChromaRadianceParams, dict(
+                flux_like, image_model="chroma_radiance", in_channels=3, out_channels=3, patch_size=16, in_dim=64,
+                out_dim=128, hidden_dim=32, n_layers=1, nerf_hidden_size=16, nerf_mlp_ratio=2, nerf_depth=1,
+                nerf_max_freqs=4, nerf_tile_size=0, nerf_final_head_type="linear", nerf_embedder_dtype=None,
+                use_x0=False, use_sequential_txt_ids=False, txt_ids_dims=[], vec_in_dim=None))),
         "wan": (supported.WAN21_T2V, {"image_model": "wan2.1", "model_type": "t2v", "dim": 64, "ffn_dim": 128,
                                       "freq_dim": 32, "text_dim": 64, "num_heads": 2, "num_layers": 1,
                                       "in_dim": 16, "out_dim": 16}),
     }
     return bare_model(*configs[kind])
+
+
+def _host_fields(params_class, config):
+    """`config` without the fields this host's params class lacks (newer hosts added some)."""
+    fields = {f.name for f in dataclasses.fields(params_class)}
+    return {k: v for k, v in config.items() if k in fields or k == "image_model"}
 
 
 def bare_model(config_class, unet_config):

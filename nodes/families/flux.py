@@ -11,6 +11,7 @@ from .base import JointDiTFamily
 class FluxFamily(JointDiTFamily):
     name = "Flux.1 (dev, schnell, Krea)"
     host_classes = ("Flux",)
+    text_encoder = comfy.text_encoders.flux.FluxClipModel   # its T5 tokens are the context
 
     def joint_blocks(self, diffusion_model):
         return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]
@@ -35,7 +36,7 @@ class FluxFamily(JointDiTFamily):
 
     def concept_layout(self, clip, tokens):
         """Context = the T5 tokens only (CLIP-L gives the pooled vector)."""
-        if not isinstance(clip.cond_stage_model, comfy.text_encoders.flux.FluxClipModel):
+        if not isinstance(clip.cond_stage_model, self.text_encoder):
             return None
         stream = tokens["t5xxl"]
         return concept_token_positions(stream, chunk_length=None), sum(len(chunk) for chunk in stream)

@@ -289,9 +289,9 @@ def test_bad_input_on_dits(load_dit, run_node, empty):
                  latent_image=flow_latent(1, 8, 10))
 
 
-@pytest.mark.parametrize("kind", ["flux_fill", "sd15_inpaint", "chroma", "wan"])
+@pytest.mark.parametrize("kind", ["flux_fill", "sd15_inpaint", "chroma_radiance", "wan"])
 def test_unsupported_families_are_refused_by_name(comfy_host, run_node, kind):
-    """Flux and SD1.5 inpainting (extra input channels), Chroma (a Flux subclass in ComfyUI) and a
+    """Flux and SD1.5 inpainting (extra input channels), Chroma Radiance (pixel-space Chroma) and a
     video DiT: the nodes that take a MODEL refuse it and name the families that work."""
     model = comfy_host["tiny"].unsupported_model(kind)
     calls = {"LEditsPPInversion": dict(model=model, latent=flow_latent(1, 8, 8), steps=3, skip=0.0, seed=0,
