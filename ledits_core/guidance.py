@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from .masks import attention_mask, combine_masks, noise_mask
+from .masks import attention_mask, combine_masks, noise_mask, with_frames
 
 MASK_TYPES = ("intersect", "attention", "noise", "none")
 
@@ -59,13 +59,13 @@ def edit_direction(pred_concept, pred_uncond, concept):
 
 
 def concept_mask(psi, concept, attention_map=None):
-    """The mask of one concept at latent size, (B, 1, H, W) float, or None for mask_type 'none'."""
+    """The mask of one concept at latent size, (B, 1, [T,] H, W) float, or None for mask_type 'none'."""
     m1 = m2 = None
     if concept.needs_attention:
         if attention_map is None:
             raise ValueError("this concept needs a cross-attention map (mask_type "
                              f"{concept.mask_type!r}) but none was recorded")
-        m1 = attention_mask(attention_map, concept.threshold, tuple(psi.shape[-2:]))
+        m1 = with_frames(attention_mask(attention_map, concept.threshold, tuple(psi.shape[-2:])), psi)
     if concept.mask_type in ("intersect", "noise"):
         m2 = noise_mask(psi, concept.threshold)
     return combine_masks(m1, m2)
@@ -75,7 +75,7 @@ def apply_edit_guidance(base, pred_uncond, pred_concepts, concepts, step, attent
     """Add the masked guidance of every active concept to `base`.
 
     pred_concepts[c] may be None for a concept that was not evaluated (inactive this step).
-    Returns (guided prediction, list of per-concept masks (B, 1, H, W) or None when inactive;
+    Returns (guided prediction, list of per-concept masks (B, 1, [T,] H, W) or None when inactive;
     an active unmasked concept gets a mask of ones).
     """
     if len(pred_concepts) != len(concepts):

@@ -3,7 +3,9 @@
 Per image: threshold at the per-sample quantile (computed in float32, `>=`), so about the top
 (1 - threshold) fraction is kept. M1 is smoothed and thresholded at attention resolution and then
 upsampled (nearest) to the latent, as the reference code does. Masks are (B, 1, H, W) float and
-never mix images of a batch (diffusers does for B > 1).
+never mix images of a batch (diffusers does for B > 1). Latents with frames (B, C, T, H, W) get
+masks (B, 1, T, H, W): M2 per frame, quantiles over all frames of an image; M1, drawn on one
+spatial grid, is the same for every frame.
 """
 import math
 
@@ -56,8 +58,18 @@ def attention_mask(maps, threshold, latent_size, smooth=True):
 
 
 def noise_mask(psi, threshold):
-    """M2: threshold the channel sum of |psi| per image: (B, 1, H, W)."""
-    return quantile_mask(psi.float().abs().sum(dim=1), threshold)[:, None]
+    """M2: threshold the channel sum of |psi| per image: (B, 1, H, W), or (B, 1, T, H, W) for frames."""
+    return quantile_mask(psi.float().abs().sum(dim=1, keepdim=True), threshold)
+
+
+def with_frames(mask, latent):
+    """A (B, 1, H, W) mask repeated over the frames of `latent` ((B, C, T, H, W) -> (B, 1, T, H, W),
+    a view); unchanged for an image latent."""
+    if latent.ndim == mask.ndim:
+        return mask
+    frames = tuple(latent.shape[2:-2])
+    return mask.reshape(*mask.shape[:2], *([1] * len(frames)), *mask.shape[2:]).expand(
+        *mask.shape[:2], *frames, *mask.shape[2:])
 
 
 def combine_masks(m1, m2):

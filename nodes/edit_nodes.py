@@ -94,10 +94,9 @@ class LEditsPPGuidedEdit(io.ComfyNode):
         base = edit_base(inversion, positive, negative, cfg, model)
         edited, guider = run_edit(model, inversion, concepts, base, guidance_rescale, record=True)
         latent_size = tuple(inversion.x_T.shape[-2:])
-        batch = inversion.x_T.shape[0]
-        final = [m if m is not None else torch.zeros(batch, 1, *latent_size) for m in guider.final_masks]
-        masks = (mask_to_pixels(torch.cat([m.cpu() for m in final]), latent_size) if final
-                 else mask_to_pixels(torch.zeros(batch, 1, *latent_size), latent_size))
+        never = torch.zeros(inversion.x_T.shape[0], 1, *inversion.x_T.shape[2:])   # (B, 1, [T,] H, W)
+        final = [m if m is not None else never for m in guider.final_masks]
+        masks = mask_to_pixels(torch.cat([m.cpu() for m in final]) if final else never, latent_size)
         record = AttentionRecord(
             labels=tuple(c.label for c in concepts),
             thresholds=tuple(c.params.threshold for c in concepts),

@@ -14,10 +14,11 @@ import comfy.samplers
 
 from ..ledits_core import apply_edit_guidance, is_active, rescale_guidance
 from ..ledits_core.guidance import cfg as cfg_combine
-from ..ledits_core.masks import resize_user_mask
+from ..ledits_core.masks import resize_user_mask, with_frames
 from .capture import model_config, with_request
 from .families import with_guidance
 from .host_model import check_model
+from .ui_outputs import first_frame
 
 STEP_KEY = "ledits_pp_step"
 NEGATIVE, POSITIVE, FIRST_CONCEPT = 1, 0, 2
@@ -65,8 +66,8 @@ class LeditsGuider(comfy.samplers.CFGGuider):
         key = (c, tuple(x.shape))
         if key not in self._user_masks:
             mask = self.concepts[c].user_mask
-            self._user_masks[key] = None if mask is None else resize_user_mask(
-                mask, x.shape[-2:], x.shape[0]).to(x.device)
+            self._user_masks[key] = None if mask is None else with_frames(resize_user_mask(
+                mask, x.shape[-2:], x.shape[0]), x).to(x.device)
         return self._user_masks[key]
 
     def predict_noise(self, x, timestep, model_options={}, seed=None):
@@ -144,8 +145,9 @@ def _with_user_mask(params, mask):
 
 
 def _pool(mask):
-    """Masks are kept per step at 1/4 of the latent size: (B, h, w) -- enough for a preview."""
-    m = mask[:, 0].float()
+    """Masks are kept per step at 1/4 of the latent size: (B, h, w) -- enough for a preview (of
+    latents with frames, the first frame's, as the previews show)."""
+    m = first_frame(mask)[:, 0].float()
     if min(m.shape[-2:]) >= 4:
         m = torch.nn.functional.avg_pool2d(m[:, None], 4, ceil_mode=True)[:, 0]
     return m.detach()

@@ -14,6 +14,22 @@ def first_flow_sigma(model):
     return float(model.get_model_object("model_sampling").percent_to_sigma(1e-4))
 
 
+def model_latent(model, samples, node):
+    """The LATENT's samples in the model's layout: (B, C, H, W), or (B, C, T, H, W) for a model with
+    frame latents (Qwen-Image's and WAN's format), where a 4-D latent gets its frame axis as the
+    host's samplers give it. T = 1 unless the family edits clips."""
+    frame_latents = getattr(model.get_model_object("latent_format"), "latent_dimensions", 2) == 3
+    if frame_latents and samples.ndim == 4:
+        samples = samples.unsqueeze(2)
+    clips = check_model(model, node).clips
+    if samples.ndim != (5 if frame_latents else 4) or (frame_latents and not clips and samples.shape[2] != 1):
+        expected = "(B, C, T, H, W)" if clips else "(B, C, 1, H, W)" if frame_latents else "(B, C, H, W)"
+        edits = "clips" if clips else "single images"
+        raise ValueError(f"{node}: expected a latent {expected} (LEDITS++ edits {edits} with this model); got "
+                         f"shape {tuple(samples.shape)}")
+    return samples
+
+
 def model_name(model):
     base = model.model
     return f"{type(base).__name__}/{type(base.model_config).__name__}"

@@ -4,7 +4,8 @@ from comfy_api.latest import io
 
 from ..ledits_core import below_pure_noise, custom_sigmas, diffusers_sigmas, draw_inversion_noise, exact_sigmas
 from .families import distilled_guidance
-from .host_model import check_conditioning, check_model, first_flow_sigma, model_name, model_ref, sigma_table
+from .host_model import (check_conditioning, check_model, first_flow_sigma, model_latent, model_name,
+                         model_ref, sigma_table)
 from .io_types import CATEGORY, Inversion
 from .samplers import run_inversion
 from .values import BaseGuidance, InversionData
@@ -84,9 +85,7 @@ class LEditsPPInversion(io.ComfyNode):
         family = check_model(model, NODE)
         for conditioning in (negative, positive):
             check_conditioning(conditioning, NODE)
-        samples = latent["samples"]
-        if samples.ndim != 4:
-            raise ValueError(f"{NODE}: expected an image latent (B, C, H, W); got shape {tuple(samples.shape)}")
+        samples = model_latent(model, latent["samples"], NODE)
         if not bool(torch.isfinite(samples).all()):
             raise ValueError(f"{NODE}: the latent contains NaN or Inf values; check VAE Encode and the image")
         try:

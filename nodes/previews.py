@@ -13,9 +13,12 @@ def pixel_size(latent_size):
 
 
 def mask_to_pixels(mask, latent_size):
-    """(N, 1, h, w) or (N, h, w) mask -> MASK (N, 8H, 8W) with nearest upsampling."""
+    """(N, 1, h, w) or (N, h, w) mask -> MASK (N, 8H, 8W) with nearest upsampling; masks with frames
+    (N, 1, T, h, w) give one MASK image per frame (N*T, image-major, as video MASKs are)."""
     if mask.ndim == 3:
         mask = mask[:, None]
+    elif mask.ndim == 5:
+        mask = mask.transpose(1, 2).reshape(-1, 1, *mask.shape[-2:])
     return F.interpolate(mask.float(), size=pixel_size(latent_size), mode="nearest")[:, 0].cpu()
 
 

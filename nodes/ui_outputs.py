@@ -63,23 +63,26 @@ def latent_rgb(model, samples):
     """Outer-space LATENT samples (B, C, h, w) -> (B, h, w, 3) in [0, 1] via the model's latent2rgb
     factors (what ComfyUI's "latent2rgb" live preview uses); a grey-scale fallback otherwise."""
     x = samples.detach().float().cpu()
-    if x.ndim == 5:                       # video-style latents: first frame
-        x = x[:, :, 0]
     base = getattr(model, "model", None)
     fmt = getattr(base, "latent_format", None)
     factors = getattr(fmt, "latent_rgb_factors", None)
     if base is not None and factors is not None and len(factors) == x.shape[1]:
-        inner = base.process_latent_in(x.clone()).float().cpu()
+        inner = first_frame(base.process_latent_in(x.clone()).float().cpu())
         weight = torch.tensor(factors, dtype=torch.float32).t()            # (3, C)
         bias = getattr(fmt, "latent_rgb_factors_bias", None)
         bias = torch.tensor(bias, dtype=torch.float32) if bias is not None else None
         rgb = F.linear(inner.movedim(1, -1), weight, bias)
         return ((rgb + 1.0) / 2.0).clamp(0, 1)
-    grey = x.mean(dim=1)
+    grey = first_frame(x).mean(dim=1)
     flat = grey.reshape(grey.shape[0], -1)
     lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
     grey = ((flat - lo) / (hi - lo).clamp_min(1e-6)).reshape(grey.shape)
     return grey[..., None].expand(-1, -1, -1, 3).clone()
+
+
+def first_frame(t):
+    """(B, C, T, h, w) -> (B, C, h, w): frame latents and masks are previewed by their first frame."""
+    return t[:, :, 0] if t.ndim == 5 else t
 
 
 def neutral_background(batch, latent_size):
@@ -295,7 +298,8 @@ def guided_edit_ui(model, edited, record, final_masks):
     """UI dict of LEditsPPGuidedEdit: mask previews + scrubber payload."""
     background = latent_rgb(model, edited)
     remember_background(record, background)
-    ui = preview_images_ui(mask_preview_images(background, list(final_masks), list(record.labels)))
+    masks = [None if m is None else first_frame(m) for m in final_masks]
+    ui = preview_images_ui(mask_preview_images(background, masks, list(record.labels)))
     payload = step_payload(record, background)
     if payload is not None:
         ui[UI_KEY] = [payload]

@@ -24,6 +24,7 @@ class Family:
     name = ""
     host_classes = ()           # comfy.model_base class names that are this family, exactly
     base_channels = None        # latent channels in = out of the plain model; more in = a fill variant
+    clips = False               # latents (B, C, T, H, W) with any T (video); else images (frame latents: T = 1)
 
     @property
     def available(self):
@@ -46,8 +47,17 @@ class Family:
             return None
         return channels_in
 
+    def unsupported_variant(self, diffusion_model):
+        """Why this member of the family's model class cannot be edited (the refusal's reason), or
+        None for the plain model. Families with other variants extend it."""
+        extra = self.extra_input_channels(diffusion_model)
+        if extra is None:
+            return None
+        return (f"is not supported: it is an inpainting / fill variant of {self.name} ({extra} input channels: "
+                "the latent plus image and mask channels); use the plain text-to-image model")
+
     def matches(self, model):
-        return self.is_member(model) and self.extra_input_channels(model.model.diffusion_model) is None
+        return self.is_member(model) and self.unsupported_variant(model.model.diffusion_model) is None
 
     def distilled_guidance(self, model):
         """True for guidance-distilled models (a `guidance` value instead of real CFG)."""

@@ -26,9 +26,7 @@ def refusal(model, families, node):
     else:
         for family in families:
             if base is not None and family.is_member(model):
-                extra = family.extra_input_channels(base.diffusion_model)
-                why = (f"is not supported: it is an inpainting / fill variant of {family.name} ({extra} input "
-                       "channels: the latent plus image and mask channels); use the plain text-to-image model")
+                why = family.unsupported_variant(base.diffusion_model) or why
                 break
     supported = "; ".join(f.name for f in families)
     return ValueError(f"{node}: this MODEL ({kind}, {mtype}) {why}. LEDITS++ runs on {supported}.")
