@@ -13,9 +13,9 @@ Two pieces, both added to copies of model_options (never to the MODEL itself):
   or the host kernel returns and, only inside a labelled block of a call that carries a
   CaptureRequest, recomputes the concept rows' probabilities of image queries over all keys.
 
-Joint attention runs over [text; image] tokens, text first (SD3 MMDiT, Flux); image tokens are the
-latent's patches, row-major. A call whose sequence holds no text (SD3.5's image-only attention) is
-skipped.
+Joint attention runs over [text; image] tokens, text first (SD3 MMDiT, Flux, Qwen-Image); image
+tokens are the latent's patches, row-major. A call whose sequence holds no text (SD3.5's image-only
+attention) is skipped.
 """
 import re
 from dataclasses import dataclass
@@ -98,7 +98,7 @@ class JointCaptureRequest(CaptureRequest):
             if text <= 0 or q.shape[2] != k.shape[2]:
                 return
             layout = TokenLayout(k.shape[2], text_start=0, text_length=text, image_start=text)
-        mask = kwargs.get("mask")
+        mask = args[4] if len(args) > 4 else kwargs.get("mask")    # Qwen-Image passes it positionally
         for rows, index in self.concept_chunks(options, q.shape[0]):
             positions, context_length = self.concepts[index]
             if layout.text_length % context_length:

@@ -6,6 +6,7 @@ one entry in FAMILIES, plus tests; an attention adapter only if its attention is
 from .base import Family, JointDiTFamily
 from .chroma import CHROMA
 from .flux import FLUX
+from .qwen_image import QWEN_IMAGE
 from .refusals import check_conditioning, refusal
 from .sd3 import SD3
 from .unet import UNET
@@ -13,7 +14,7 @@ from .unet import UNET
 FLUX_DEFAULT_GUIDANCE = 3.5     # what ComfyUI's Flux uses when no FluxGuidance is set
 
 # Every family this pack knows, in matching order; those whose model class this host lacks drop out.
-ALL_FAMILIES = (UNET, SD3, FLUX, CHROMA)
+ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA)
 FAMILIES = tuple(family for family in ALL_FAMILIES if family.available)
 SUPPORTED = "; ".join(family.name for family in FAMILIES)
 
@@ -69,6 +70,6 @@ def distilled_guidance(family, model, value, *conditionings):
     return FLUX_DEFAULT_GUIDANCE
 
 
-__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "SD3", "SUPPORTED", "UNET", "Family", "JointDiTFamily",
+__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "Family", "JointDiTFamily",
            "check_conditioning", "check_model", "concept_layout", "distilled_guidance", "family_of",
            "with_guidance"]
