@@ -18,24 +18,31 @@ CALLS_KEY = "ledits_pp_block_calls"     # attention calls seen so far in the cur
 
 
 class CrossCaptureRequest(CaptureRequest):
-    """Records the concept rows of the cross-attention calls of labelled blocks."""
-
-    def __init__(self, concepts, grid):
-        super().__init__(concepts, grid)
-        self.image_tokens = math.prod(self.grid)
+    """Records the concept rows of the cross-attention calls of labelled blocks, on the token grid
+    (frames, h, w); given only (h, w), the frames are the call's video tokens / (h * w)."""
 
     def record(self, args, kwargs, options):
         calls = options.get(CALLS_KEY, 0)
         options[CALLS_KEY] = calls + 1      # the BlockLabel's own copy: lives for this block call only
         q, k = args[0], args[1]
-        if calls == 0 or kwargs.get("skip_reshape", False) or q.ndim != 3 or q.shape[1] != self.image_tokens:
+        grid = None if calls == 0 or kwargs.get("skip_reshape", False) or q.ndim != 3 else self._grid(q.shape[1])
+        if grid is None:
             return
         heads = kwargs["heads"] if "heads" in kwargs else args[3]
         for rows, index in self.concept_chunks(options, q.shape[0]):
             positions, context_length = self.concepts[index]
             if k.shape[1] % context_length:
                 continue            # not this concept's text (e.g. image-conditioning keys)
-            self.add(index, concept_attention(q[rows], k[rows], heads, positions, context_length), heads)
+            mass = concept_attention(q[rows], k[rows], heads, positions, context_length)
+            with self._lock:
+                self.maps.add(index, mass, heads, grid)
+
+    def _grid(self, tokens):
+        """(frames, h, w) when `tokens` are this latent's video tokens, else None."""
+        if len(self.grid) == 3:
+            return self.grid if tokens == math.prod(self.grid) else None
+        per_frame = math.prod(self.grid)
+        return (tokens // per_frame, *self.grid) if tokens % per_frame == 0 else None
 
 
 def token_grid(latent_size, patch_size):

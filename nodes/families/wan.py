@@ -21,6 +21,7 @@ class WanFamily(Family):
     name = "WAN 2.1 / WAN 2.2 5B (text-to-video)"
     host_classes = ("WAN21", "WAN22")
     form = FLOW
+    clips = True                # latents (B, C, frames, h, w) with any number of frames
 
     def extra_input_channels(self, diffusion_model):
         """Image-to-video / control variants concatenate image and mask channels to the latent."""
@@ -70,10 +71,10 @@ class WanFamily(Family):
         return concept_token_positions(stream, chunk_length=None), sum(len(chunk) for chunk in stream)
 
     def capture_request(self, concepts, latent_size, config, diffusion_model):
-        """Maps on the token grid (frames, h/2, w/2); `latent_size` is (frames, H, W)."""
-        if len(latent_size) != 3:
-            raise ValueError(f"a WAN latent has (frames, height, width); got the size {tuple(latent_size)}")
-        return CrossCaptureRequest(concepts, token_grid(latent_size, diffusion_model.patch_size))
+        """Maps on the token grid (frames, h/2, w/2) of a latent of size (frames, H, W); given the
+        spatial size (H, W) only, the frames are counted from the video tokens of each call."""
+        patch = tuple(diffusion_model.patch_size)[-len(latent_size):]
+        return CrossCaptureRequest(concepts, token_grid(latent_size, patch))
 
     def install_capture(self, model_options, diffusion_model, config):
         return dit_capture.install_capture(model_options, self, diffusion_model, config)
