@@ -86,6 +86,11 @@ class JointCaptureRequest(CaptureRequest):
         super().__init__(concepts, grid)
         self.image_tokens = grid[0] * grid[1]
 
+    def concept_tokens(self, index, layout):
+        """(positions, context length) of concept `index` among this call's text keys; a family
+        whose text keys join several streams of the concept (HiDream) maps them here."""
+        return self.concepts[index]
+
     def record(self, args, kwargs, options, layout=None):
         """`layout` (a TokenLayout) places text and image; None: [text; image], image last."""
         q, k = args[0], args[1]
@@ -100,7 +105,7 @@ class JointCaptureRequest(CaptureRequest):
             layout = TokenLayout(k.shape[2], text_start=0, text_length=text, image_start=text)
         mask = args[4] if len(args) > 4 else kwargs.get("mask")    # Qwen-Image passes it positionally
         for rows, index in self.concept_chunks(options, q.shape[0]):
-            positions, context_length = self.concepts[index]
+            positions, context_length = self.concept_tokens(index, layout)
             if layout.text_length % context_length:
                 continue            # not this concept's text layout (e.g. extra reference tokens)
             image = layout.image_start

@@ -6,6 +6,7 @@ one entry in FAMILIES, plus tests; an attention adapter only if its attention is
 from .base import Family, JointDiTFamily
 from .chroma import CHROMA
 from .flux import FLUX
+from .hidream import HIDREAM
 from .qwen_image import QWEN_IMAGE
 from .refusals import check_conditioning, refusal
 from .sd3 import SD3
@@ -14,7 +15,7 @@ from .unet import UNET
 FLUX_DEFAULT_GUIDANCE = 3.5     # what ComfyUI's Flux uses when no FluxGuidance is set
 
 # Every family this pack knows, in matching order; those whose model class this host lacks drop out.
-ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA)
+ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, HIDREAM)
 FAMILIES = tuple(family for family in ALL_FAMILIES if family.available)
 SUPPORTED = "; ".join(family.name for family in FAMILIES)
 

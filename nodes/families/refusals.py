@@ -43,3 +43,10 @@ def check_conditioning(conditioning, node):
                 "or Flux.2 reference editing). LEDITS++ edits the inverted photo itself and does not take "
                 "reference images: encode the prompt with a plain text encode node (no image, no "
                 "ReferenceLatent) for its `negative`/`positive`")
+        if extras.get("concat_latent_image") is not None:     # HiDream E1: the model's image_cond
+            raise ValueError(
+                f"{node}: a CONDITIONING carries an image that the model takes next to the latent "
+                "(InstructPixToPixConditioning, as HiDream E1's instruct editing uses it, joined along the width; "
+                "InpaintModelConditioning; image-to-video). LEDITS++ edits the inverted photo itself with a "
+                "text-to-image model (HiDream I1, not E1): encode the prompt with a plain text encode node for "
+                "its `negative`/`positive`")
