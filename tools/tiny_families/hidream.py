@@ -28,7 +28,7 @@ import comfy.supported_models_base
 import comfy.text_encoders.hidream
 import comfy.text_encoders.hunyuan_video
 
-from ledits_tools_tiny_dit_models import CLIP_G, CLIP_L, T5, assemble
+from ledits_tools_tiny_dit_models import CLIP_G, CLIP_L, T5, assemble   # loaded by tools/tiny_models.py first
 
 LLAMA = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
          "num_key_value_heads": 1, "vocab_size": 128256}
