@@ -1,0 +1,240 @@
+"""Tiny text-conditioned models of the shapes world, trained on one CPU thread and cached.
+
+Each model is what tools/tiny_models.build(layout, seed) makes (ComfyUI's own classes: the SD1.5
+UNet with a tiny CLIP-L, or the SD3 MMDiT with tiny CLIP-L + CLIP-G; real tokenizers; text
+encoders random and frozen), with the VAE of vae.py. Only the denoiser is trained: it learns to
+read the frozen random text features. Training goes through the model's own `apply_model`
+(ComfyUI's sigma -> timestep conversion and input scaling), eps for the UNet and rectified flow
+for the DiT, on latents computed analytically (vae.latent_of == VAE Encode).
+
+Captions per training picture: the full caption (50 %), the objects only (15 %), one object's
+phrase such as "red square" (15 %: what an edit concept encodes), the background phrase (5 %),
+and the zero conditioning the pack uses when no `negative` is connected (15 %).
+
+Trained checkpoints are cached in CACHE (override: LEDITS_QUALITY_CACHE), keyed by a hash of the
+training config and world.py/vae.py; a file loads through CheckpointLoaderSimple once the tiny
+classes are registered (tools/tiny_models.register()).
+"""
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+import comfy.sd
+import comfy.utils
+
+import shapes_vae as vae_module
+import shapes_world as world
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
+LATENT_CHANNELS = {"sd15": 4, "sd3": 16}
+DEFAULTS = {"sd15": {"steps": 400, "batch": 12, "lr": 2e-3, "token_std": 1.0},
+            "sd3": {"steps": 500, "batch": 16, "lr": 2e-3, "token_std": 1.0},
+            "vae4": {"steps": 60, "batch": 4, "lr": 5e-4},
+            "vae16": {"steps": 60, "batch": 4, "lr": 5e-4}}
+
+
+def tiny_models():
+    """tools/tiny_models.py by path (tools/ is no package), loaded once."""
+    import sys
+    name = "ledits_tools_tiny_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "tiny_models.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def config_key(kind, seed, **config):
+    source = b"".join((HERE / f).read_bytes() for f in ("shapes_world.py", "shapes_vae.py"))
+    text = json.dumps({"kind": kind, "seed": seed, **config}, sort_keys=True).encode()
+    return hashlib.sha256(text + source).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- VAE
+def trained_vae(channels, seed=0, log=print, **overrides):
+    """comfy.sd.VAE of the world's TAESD (cached); info dict with PSNR before/after and time."""
+    config = dict(DEFAULTS[f"vae{channels}"], **overrides)
+    path = CACHE / f"vae{channels}_{config_key(f'vae{channels}', seed, **config)}.safetensors"
+    info_path = path.with_suffix(".json")
+    if path.exists():
+        sd = comfy.utils.load_torch_file(str(path))
+        return comfy.sd.VAE(sd=sd), dict(json.loads(info_path.read_text()), cached=True)
+    taesd = vae_module.build_taesd(channels, seed)
+    before, after, seconds = vae_module.train_decoder(taesd, channels, seed=seed, log=log, **config)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().contiguous() for k, v in taesd.state_dict().items()}
+    comfy.utils.save_torch_file(sd, str(path))
+    info = {"psnr_initial": before, "psnr_trained": after, "train_s": seconds, "bytes": path.stat().st_size,
+            "config": config}
+    info_path.write_text(json.dumps(info))
+    return comfy.sd.VAE(sd=sd), dict(info, cached=False)
+
+
+# ----------------------------------------------------------------------------- text
+class Captions:
+    """Encodes captions with the model's frozen CLIP once each: (context, extra conds)."""
+
+    def __init__(self, clip, layout, zero):
+        self.clip, self.layout, self.cache = clip, layout, {}
+        self.zero = zero                                   # the pack's zero conditioning
+
+    def encode(self, text):
+        if text is None:
+            return self.zero
+        if text not in self.cache:
+            with torch.no_grad():
+                cond, pooled = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
+            self.cache[text] = (cond.float(), {"y": pooled.float()} if self.layout == "sd3" else {})
+        return self.cache[text]
+
+    def batch(self, texts):
+        items = [self.encode(t) for t in texts]
+        context = torch.cat([c for c, _ in items])
+        extra = {k: torch.cat([e[k] for _, e in items]) for k in items[0][1]}
+        return context, extra
+
+
+def zero_conditioning(layout, context_width, pooled_width):
+    """What nodes/families/{unet,sd3}.zero_conditioning gives: zeros (1, 77, width) (+ pooled)."""
+    return (torch.zeros(1, 77, context_width), {"y": torch.zeros(1, pooled_width)} if layout == "sd3" else {})
+
+
+def training_caption(scene, g):
+    u = float(torch.rand(1, generator=g))
+    if u < 0.5:
+        return scene.caption
+    if u < 0.65:
+        return world.caption(scene.objects)
+    if u < 0.8:
+        colour, shape = scene.objects[int(torch.randint(len(scene.objects), (1,), generator=g))]
+        return world.object_phrase(colour, shape)
+    if u < 0.85:
+        return scene.background
+    return None
+
+
+# ----------------------------------------------------------------------------- model
+def predict(model, x, sigma, context, extra):
+    """What the model predicts for (x - x0) / sigma: eps (VE / eps) or v = eps - x0 (flow)."""
+    denoised = model.apply_model(x, sigma, c_crossattn=context, **extra)
+    return (x - denoised) / sigma.reshape(-1, 1, 1, 1)
+
+
+def noisy(model, x0, sigma, eps):
+    return model.model_sampling.noise_scaling(sigma.reshape(-1, 1, 1, 1), eps, x0)
+
+
+def draw_sigma(model, layout, n, g):
+    if layout == "sd15":                                  # uniform over the 1000 training timesteps
+        return model.model_sampling.sigmas[torch.randint(0, 1000, (n,), generator=g)]
+    s = torch.sigmoid(torch.randn(n, generator=g))        # logit-normal, then the model's shift (3)
+    shift = model.model_sampling.shift
+    return (shift * s / (1 + (shift - 1) * s)).clamp(1e-3, 1.0)
+
+
+def train(patcher, captions, layout, steps, batch, lr, seed, log=print):
+    model = patcher.model
+    net = model.diffusion_model
+    channels = LATENT_CHANNELS[layout]
+    g = torch.Generator().manual_seed(seed)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    curve, run, t0 = [], 0.0, time.perf_counter()
+    net.train()
+    for step in range(1, steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        scenes = world.training_batch(batch, g)
+        x0 = vae_module.latent_of(torch.stack([s.image for s in scenes]), channels)
+        context, extra = captions.batch([training_caption(s, g) for s in scenes])
+        sigma = draw_sigma(model, layout, batch, g)
+        eps = torch.randn(x0.shape, generator=g)
+        x = noisy(model, x0, sigma, eps)
+        loss = F.mse_loss(predict(model, x, sigma, context, extra), (x - x0) / sigma.reshape(-1, 1, 1, 1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        run += float(loss.detach())
+        if step % 50 == 0 or step == steps:
+            n = 50 if step % 50 == 0 else step % 50
+            curve.append((step, run / n))
+            log(f"  [{layout}] step {step:5d} loss {run / n:.4f} ({time.perf_counter() - t0:.0f} s)")
+            run = 0.0
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return curve, time.perf_counter() - t0
+
+
+def zero_for(patcher, clip, layout):
+    with torch.no_grad():
+        cond, pooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
+    return zero_conditioning(layout, cond.shape[-1], pooled.shape[-1])
+
+
+def distinct_words(clip, token_std, seed):
+    """Redraw the frozen random CLIP's token embeddings with std `token_std` per element. As
+    tools/tiny_dit_models.fill draws them (std 1/sqrt(width) = 0.125), the layers' common output
+    dominates: "a red square" and "a blue square" differ by cosine 0.85-0.97 at "red"/"blue", and
+    a denoiser learns to read them only slowly. At std 1 the word itself dominates its position
+    (cosine 0.14-0.24). Still random and frozen; the checkpoint carries these weights."""
+    if not token_std:
+        return
+    g = torch.Generator().manual_seed(10_000 + seed)
+    with torch.no_grad():
+        for name, p in clip.cond_stage_model.named_parameters():
+            if name.endswith("token_embedding.weight"):
+                p.copy_(torch.randn(p.shape, generator=g) * token_std)
+
+
+def trained_model(layout, seed=0, log=print, **overrides):
+    """(MODEL, CLIP, VAE, info) of a trained tiny model: from the cache, or trained now and cached
+    (the denoiser first: its data needs no VAE; then the VAE, which the checkpoint carries)."""
+    tiny = tiny_models()
+    tiny.register()
+    config = dict(DEFAULTS[layout], **overrides)
+    if config.get("more") is None:
+        config.pop("more", None)
+    key = config_key(layout, seed, vae=DEFAULTS[f"vae{LATENT_CHANNELS[layout]}"], **config)
+    path = CACHE / f"{layout}_seed{seed}_{key}.safetensors"
+    info_path = path.with_suffix(".json")
+    if path.exists():
+        patcher, clip = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False)[:2]
+        info = dict(json.loads(info_path.read_text()), cached=True)
+        vae, info["vae"] = trained_vae(LATENT_CHANNELS[layout], log=log)
+        return patcher, clip, vae, info
+    more = config.pop("more", None)            # [steps, lr]: continue from the cached stage before
+    if more:
+        patcher, clip, _, before = trained_model(layout, seed, log=log, **dict(config, more=None))
+        for p in patcher.model.diffusion_model.parameters():
+            p.requires_grad_(True)
+        config = dict(config, steps=more[0], lr=more[1])
+    else:
+        patcher, clip, _ = tiny.build(layout, seed)
+        distinct_words(clip, config.get("token_std"), seed)
+        before = {"curve": [], "train_s": 0.0}
+    for p in clip.cond_stage_model.parameters():
+        p.requires_grad_(False)
+    captions = Captions(clip, layout, zero_for(patcher, clip, layout))
+    curve, seconds = train(patcher, captions, layout, seed=seed + 1 + len(before["curve"]), log=log,
+                           **{k: v for k, v in config.items() if k in ("steps", "batch", "lr")})
+    curve, seconds = before["curve"] + curve, before["train_s"] + seconds
+    vae, vae_info = trained_vae(LATENT_CHANNELS[layout], log=log)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    comfy.sd.save_checkpoint(str(path), patcher, clip, vae)
+    info = {"curve": curve, "train_s": seconds, "bytes": path.stat().st_size, "config": dict(config, more=more),
+            "parameters": sum(p.numel() for p in patcher.model.diffusion_model.parameters())}
+    info_path.write_text(json.dumps(info))
+    return patcher, clip, vae, dict(info, cached=False, vae=vae_info)
