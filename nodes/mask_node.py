@@ -70,11 +70,11 @@ class LEditsPPMaskFromAttention(io.ComfyNode):
                                  "'intersect' or 'attention' and the step inside its warmup/cooldown")
             level = attention.thresholds[c] if threshold < 0 else threshold
             masks.append(attention_mask(amap, level, latent_size, smooth=smoothing))
-            maps.append(smooth_attention(amap) if smoothing else amap.float())
+            maps.append(smooth_attention(amap) if smoothing else amap.float())    # (B, [T,] h, w)
         ui = safe(mask_node_ui, attention, list(chosen), masks)   # the masks over the image, with a legend
         mask = torch.cat(masks)
         if resolution == "image":
             mask = mask_to_pixels(mask, latent_size)
         else:
-            mask = mask[:, 0].cpu()
+            mask = mask.reshape(-1, *mask.shape[-2:]).cpu()      # one per image (and frame)
         return io.NodeOutput(mask, heatmap(torch.cat(maps), latent_size), ui=ui)

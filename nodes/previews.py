@@ -32,10 +32,12 @@ def colorize(values):
 
 
 def heatmap(maps, latent_size):
-    """Attention maps (N, h, w) -> IMAGE (N, 8H, 8W, 3), each normalised to its own range."""
+    """Attention maps (N, h, w) -> IMAGE (N, 8H, 8W, 3), each normalised to its own range; maps with
+    frames (N, T, h, w) give one image per frame (N*T), normalised per clip so that frames a concept
+    has left stay dark."""
     flat = maps.float().reshape(maps.shape[0], -1)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
-    norm = ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(maps.shape)
+    norm = ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(-1, *maps.shape[-2:])
     big = F.interpolate(norm[:, None], size=pixel_size(latent_size), mode="bilinear", align_corners=False)[:, 0]
     return colorize(big).cpu()

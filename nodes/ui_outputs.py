@@ -310,4 +310,5 @@ def mask_node_ui(record, indices, masks):
     """UI dict of LEditsPPMaskFromAttention: the masks it made (latent size, (B, 1, h, w) each)."""
     batch = masks[0].shape[0] if masks else 1
     background = background_for(record, batch)
-    return preview_images_ui(mask_preview_images(background, list(masks), list(record.labels), indices))
+    masks = [first_frame(m) for m in masks]          # masks of clips: the first frame, as the other previews
+    return preview_images_ui(mask_preview_images(background, masks, list(record.labels), indices))

@@ -179,7 +179,7 @@ def write_checkpoint(layout, path, seed=0):
 def unsupported_model(kind):
     """A tiny MODEL of a family LEDITS++ refuses (no text encoder, no VAE: only the refusal is
     tested): "flux_fill" (Flux inpainting: image + mask channels in), "chroma_radiance" (Chroma's
-    pixel-space variant: no VAE latents), "wan" (a video DiT)."""
+    pixel-space variant: no VAE latents), "wan" (WAN 2.1 image-to-video: image + mask channels in; its text-to-video model is supported)."""
     import comfy.ldm.chroma_radiance.model
     flux_like = {"context_in_dim": FLUX_CONTEXT, "hidden_size": 128, "mlp_ratio": 4.0, "num_heads": 2, "depth": 1,
                  "depth_single_blocks": 1, "axes_dim": [16, 24, 24], "theta": 10000, "patch_size": 2,
@@ -193,9 +193,9 @@ def unsupported_model(kind):
                 out_dim=128, hidden_dim=32, n_layers=1, nerf_hidden_size=16, nerf_mlp_ratio=2, nerf_depth=1,
                 nerf_max_freqs=4, nerf_tile_size=0, nerf_final_head_type="linear", nerf_embedder_dtype=None,
                 use_x0=False, use_sequential_txt_ids=False, txt_ids_dims=[], vec_in_dim=None))),
-        "wan": (supported.WAN21_T2V, {"image_model": "wan2.1", "model_type": "t2v", "dim": 64, "ffn_dim": 128,
+        "wan": (supported.WAN21_I2V, {"image_model": "wan2.1", "model_type": "i2v", "dim": 64, "ffn_dim": 128,
                                       "freq_dim": 32, "text_dim": 64, "num_heads": 2, "num_layers": 1,
-                                      "in_dim": 16, "out_dim": 16}),
+                                      "in_dim": 36, "out_dim": 16}),
     }
     return bare_model(*configs[kind])
 

@@ -11,11 +11,12 @@ from .qwen_image import QWEN_IMAGE
 from .refusals import check_conditioning, refusal
 from .sd3 import SD3
 from .unet import UNET
+from .wan import WAN
 
 FLUX_DEFAULT_GUIDANCE = 3.5     # what ComfyUI's Flux uses when no FluxGuidance is set
 
 # Every family this pack knows, in matching order; those whose model class this host lacks drop out.
-ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, HIDREAM)
+ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, HIDREAM, WAN)
 FAMILIES = tuple(family for family in ALL_FAMILIES if family.available)
 SUPPORTED = "; ".join(family.name for family in FAMILIES)
 
@@ -71,6 +72,6 @@ def distilled_guidance(family, model, value, *conditionings):
     return FLUX_DEFAULT_GUIDANCE
 
 
-__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "Family", "JointDiTFamily",
+__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "Family", "JointDiTFamily",
            "check_conditioning", "check_model", "concept_layout", "distilled_guidance", "family_of",
            "with_guidance"]
