@@ -6,6 +6,7 @@ one entry in FAMILIES, plus tests; an attention adapter only if its attention is
 from .base import Family, JointDiTFamily
 from .chroma import CHROMA
 from .flux import FLUX
+from .flux2 import FLUX2
 from .hidream import HIDREAM
 from .qwen_image import QWEN_IMAGE
 from .refusals import check_conditioning, refusal
@@ -16,7 +17,7 @@ from .wan import WAN
 FLUX_DEFAULT_GUIDANCE = 3.5     # what ComfyUI's Flux uses when no FluxGuidance is set
 
 # Every family this pack knows, in matching order; those whose model class this host lacks drop out.
-ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, HIDREAM, WAN)
+ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, FLUX2, HIDREAM, WAN)
 FAMILIES = tuple(family for family in ALL_FAMILIES if family.available)
 SUPPORTED = "; ".join(family.name for family in FAMILIES)
 
@@ -72,6 +73,6 @@ def distilled_guidance(family, model, value, *conditionings):
     return FLUX_DEFAULT_GUIDANCE
 
 
-__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "Family", "JointDiTFamily",
+__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "FLUX2", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "Family", "JointDiTFamily",
            "check_conditioning", "check_model", "concept_layout", "distilled_guidance", "family_of",
            "with_guidance"]

@@ -71,11 +71,13 @@ def core_path_per_cond(core, model, latent, inversion, negative, concepts, steps
     return ours, base.process_latent_out(core.replay(edit, ours.x_T, inversion.sigmas, ours.zs, form=core.FLOW))
 
 
-def check_maps(run_node, model, clip, latent, negative, concept_text, model_positions, grid, sample):
+def check_maps(run_node, model, clip, latent, negative, concept_text, model_positions, grid, separate_calls,
+               sample):
     """Maps on the token grid equal the image queries' mass on the concept's tokens (at the
     positions the model sees them) out of all keys; a foreign override still runs; one model call
-    per step and text length; the untouched MODEL samples bit-identically afterwards. `grid`: the
-    image tokens (h, w) of the latent (patch 2: Chroma; patch 1: Flux.2)."""
+    per step, two when the negative and the concept differ in length in the model (`separate_calls`);
+    the untouched MODEL samples bit-identically afterwards. `grid`: the image tokens (h, w) of the
+    latent (patch 2: Chroma; patch 1: Flux.2)."""
     before = sample(model)["samples"]
     foreign = RecordingOverride()
     patched = model.clone()
@@ -90,8 +92,7 @@ def check_maps(run_node, model, clip, latent, negative, concept_text, model_posi
     calls.clear()
     foreign.calls = 0
     _, masks, record = guided_edit(run_node, patched, inversion, concepts)
-    separate = negative[0][0].shape[1] != concepts[0].context_length
-    assert len(calls) == steps * (2 if separate else 1) and foreign.calls > 0
+    assert len(calls) == steps * (2 if separate_calls else 1) and foreign.calls > 0
     assert all(step[0][0].shape == (batch, *grid) for step in record.steps)
     assert masks.shape[0] == batch
     labelled = [entry for entry in foreign.seen if 2 in entry[1]]
@@ -241,7 +242,7 @@ def test_maps_token_grid_sum_to_one_no_extra_call_and_compose(chroma, run_node, 
                         negative=empty, latent_image=latent_img, denoise=1.0)[0]
     text = "a red hat"
     positions = concepts_for(run_node, clip, [(text, 1.0, False, "none")])[0].token_positions
-    check_maps(run_node, model, clip, chroma_latent(2, 10, 6, seed=1), empty, text, positions, (5, 3), sample)
+    check_maps(run_node, model, clip, chroma_latent(2, 10, 6, seed=1), empty, text, positions, (5, 3), True, sample)
 
 
 def test_masks_equal_core_masks_and_images_are_independent(chroma, run_node, core):

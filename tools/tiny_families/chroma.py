@@ -21,7 +21,8 @@ def _helpers():
     """tools/tiny_dit_models.py (fill, assemble, T5), under the name tools/tiny_models.py gives it."""
     name = "ledits_tools_tiny_dit_models"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).resolve().parents[1] / "tiny_dit_models.py")
+        path = pathlib.Path(__file__).resolve().parents[1] / "tiny_dit_models.py"
+        spec = importlib.util.spec_from_file_location(name, path)
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name]
