@@ -49,8 +49,6 @@ class JointCalls:
 class CallOrderWrapper:
     """WrappersMP.DIFFUSION_MODEL wrapper: a fresh JointCalls per forward of the network."""
 
-    is_ledits_capture = True
-
     def __init__(self, family, chosen):
         self.family = family
         self.chosen = frozenset(chosen)

@@ -8,6 +8,7 @@ from .chroma import CHROMA
 from .flux import FLUX
 from .flux2 import FLUX2
 from .hidream import HIDREAM
+from .lumina2 import LUMINA2
 from .qwen_image import QWEN_IMAGE
 from .refusals import check_conditioning, refusal
 from .sd3 import SD3
@@ -17,7 +18,7 @@ from .wan import WAN
 FLUX_DEFAULT_GUIDANCE = 3.5     # what ComfyUI's Flux uses when no FluxGuidance is set
 
 # Every family this pack knows, in matching order; those whose model class this host lacks drop out.
-ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, FLUX2, HIDREAM, WAN)
+ALL_FAMILIES = (UNET, SD3, FLUX, QWEN_IMAGE, CHROMA, FLUX2, HIDREAM, LUMINA2, WAN)
 FAMILIES = tuple(family for family in ALL_FAMILIES if family.available)
 SUPPORTED = "; ".join(family.name for family in FAMILIES)
 
@@ -73,6 +74,6 @@ def distilled_guidance(family, model, value, *conditionings):
     return FLUX_DEFAULT_GUIDANCE
 
 
-__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "FLUX2", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "Family", "JointDiTFamily",
+__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "FLUX2", "LUMINA2", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "Family", "JointDiTFamily",
            "check_conditioning", "check_model", "concept_layout", "distilled_guidance", "family_of",
            "with_guidance"]
