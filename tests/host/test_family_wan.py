@@ -6,8 +6,6 @@ import sys
 import pytest
 import torch
 
-from ledits_core_path import record_batch_order
-
 LAYOUTS = ("wan21", "wan22")
 CHANNELS = {"wan21": 16, "wan22": 48}
 

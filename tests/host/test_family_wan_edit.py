@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ledits_core_path import record_batch_order
-from test_family_wan import (CHANNELS, concepts_for, encode, families, guided_edit, invert,  # noqa: F401 (fixtures)
-                             load_wan, max_abs, video_latent)
+from test_family_wan import (CHANNELS, concepts_for, encode, guided_edit, invert, load_wan,  # noqa: F401 (fixture)
+                             max_abs, video_latent)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,9 @@ def test_node_path_equals_core_path(load_wan, run_node, empty, core, comfy_host,
 def test_per_frame_masks_equal_core_masks_and_images_are_independent(load_wan, run_node, empty, core):
     """Mask From Attention gives one MASK per concept, image and frame (concept-major, then image,
     then frame), equal to the core's per-frame masks bit for bit; image 0 of a batch is unchanged when
-    image 1 changes; Guided Edit's `masks` output has the same layout."""
+    image 1 changes; Guided Edit's `masks` output has the same layout; the capture adds no model call."""
     model, clip, _ = load_wan("wan21")
+    model, order = record_batch_order(model)
     frames, h, w = 3, 8, 6
     a, b = video_latent("wan21", 2, frames, h, w, seed=1), video_latent("wan21", 2, frames, h, w, seed=1)
     b["samples"][1] = video_latent("wan21", 1, frames, h, w, seed=9)["samples"][0]
@@ -101,7 +102,9 @@ def test_per_frame_masks_equal_core_masks_and_images_are_independent(load_wan, r
     runs = []
     for latent in (a, b):
         inversion = invert(run_node, model, latent, 3, empty("wan21"))[0]
+        order.clear()
         runs.append(guided_edit(run_node, model, inversion, concepts))
+        assert len(order) == 3
     edited, masks, record = runs[0]
     assert masks.shape == (2 * 2 * frames, 8 * h, 8 * w)
     per_image = frames
