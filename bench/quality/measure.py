@@ -34,10 +34,11 @@ def log(text):
     print(text, file=sys.stderr, flush=True)
 
 
-def zero_conditioning(clip, layout):
+def zero_conditioning(clip):
+    """The pack's unconditional input when `negative` is unconnected: zeros (and zero pooled)."""
     cond = P.text(clip, "")
     pooled = cond[0][1].get("pooled_output")
-    extra = {"pooled_output": torch.zeros_like(pooled)} if layout == "sd3" else {}
+    extra = {} if pooled is None else {"pooled_output": torch.zeros_like(pooled)}
     return [[torch.zeros_like(cond[0][0]), extra]]
 
 
@@ -87,7 +88,7 @@ def measure_scene(layout, model, clip, vae, scene, steps):
     latent = P.encode(vae, scene.image)
     round_trip = P.decode(vae, latent)
     inversion, _, sigmas = P.invert(model, latent, steps=steps)
-    negative = zero_conditioning(clip, layout)
+    negative = zero_conditioning(clip)
     floor = {"change_vs_input": E.change(round_trip, scene.image, torch.ones_like(scene.masks[0])),
              "psnr": E.psnr(round_trip, scene.image, torch.ones_like(scene.masks[0]))}
     for edit in E.edits(scene):
