@@ -6,7 +6,7 @@ from .guider import LeditsGuider
 from .families import distilled_guidance
 from .host_model import check_conditioning, check_inversion_matches, check_model
 from .io_types import CATEGORY, Attention, Concepts, Inversion
-from .previews import mask_to_pixels
+from .previews import mask_to_pixels, pixel_scale
 from .samplers import replay_sampler, run_edit
 from .ui_outputs import guided_edit_ui, safe
 from .values import AttentionRecord, BaseGuidance
@@ -96,7 +96,8 @@ class LEditsPPGuidedEdit(io.ComfyNode):
         latent_size = tuple(inversion.x_T.shape[-2:])
         never = torch.zeros(inversion.x_T.shape[0], 1, *inversion.x_T.shape[2:])   # (B, 1, [T,] H, W)
         final = [m if m is not None else never for m in guider.final_masks]
-        masks = mask_to_pixels(torch.cat([m.cpu() for m in final]) if final else never, latent_size)
+        masks = mask_to_pixels(torch.cat([m.cpu() for m in final]) if final else never, latent_size,
+                               pixel_scale(model))
         record = AttentionRecord(
             labels=tuple(c.label for c in concepts),
             thresholds=tuple(c.params.threshold for c in concepts),

@@ -5,21 +5,36 @@ import torch.nn.functional as F
 # anchor colours of a perceptually ordered dark-to-bright map (black, purple, orange, yellow-white)
 _ANCHORS = torch.tensor([[0.0, 0.0, 0.02], [0.34, 0.06, 0.43], [0.73, 0.21, 0.33],
                          [0.98, 0.55, 0.04], [0.99, 0.99, 0.75]])
-VAE_SCALE = 8
+DEFAULT_PIXEL_SCALE = 8           # SD / SDXL / SD3 / Flux.1 / WAN 2.1 VAEs: 8 pixels per latent cell
+# hosts without LatentFormat.spacial_downscale_ratio (0.3.64) know their /16 formats only by name
+_SCALE_BY_FORMAT = {"Wan22": 16, "Flux2": 16}
 
 
-def pixel_size(latent_size):
-    return (latent_size[0] * VAE_SCALE, latent_size[1] * VAE_SCALE)
+def pixel_scale(model):
+    """Pixels per latent cell of the model's VAE (WAN 2.2 5B and Flux.2: 16), so that masks come out
+    at the picture's size: the host's latent format says it (0.33+), else its class name does."""
+    fmt = getattr(getattr(model, "model", None), "latent_format", None)
+    ratio = getattr(fmt, "spacial_downscale_ratio", None)
+    if isinstance(ratio, int) and ratio > 0:
+        return ratio
+    for cls in type(fmt).__mro__:
+        if cls.__name__ in _SCALE_BY_FORMAT:
+            return _SCALE_BY_FORMAT[cls.__name__]
+    return DEFAULT_PIXEL_SCALE
 
 
-def mask_to_pixels(mask, latent_size):
-    """(N, 1, h, w) or (N, h, w) mask -> MASK (N, 8H, 8W) with nearest upsampling; masks with frames
-    (N, 1, T, h, w) give one MASK image per frame (N*T, image-major, as video MASKs are)."""
+def pixel_size(latent_size, scale=DEFAULT_PIXEL_SCALE):
+    return (latent_size[0] * scale, latent_size[1] * scale)
+
+
+def mask_to_pixels(mask, latent_size, scale=DEFAULT_PIXEL_SCALE):
+    """(N, 1, h, w) or (N, h, w) mask -> MASK (N, scale*H, scale*W) with nearest upsampling; masks
+    with frames (N, 1, T, h, w) give one MASK image per frame (N*T, image-major, as video MASKs are)."""
     if mask.ndim == 3:
         mask = mask[:, None]
     elif mask.ndim == 5:
         mask = mask.transpose(1, 2).reshape(-1, 1, *mask.shape[-2:])
-    return F.interpolate(mask.float(), size=pixel_size(latent_size), mode="nearest")[:, 0].cpu()
+    return F.interpolate(mask.float(), size=pixel_size(latent_size, scale), mode="nearest")[:, 0].cpu()
 
 
 def colorize(values):
@@ -31,13 +46,13 @@ def colorize(values):
     return anchors[low] * (1 - frac) + anchors[low + 1] * frac
 
 
-def heatmap(maps, latent_size):
-    """Attention maps (N, h, w) -> IMAGE (N, 8H, 8W, 3), each normalised to its own range; maps with
+def heatmap(maps, latent_size, scale=DEFAULT_PIXEL_SCALE):
+    """Attention maps (N, h, w) -> IMAGE (N, scale*H, scale*W, 3), each normalised to its own range; maps with
     frames (N, T, h, w) give one image per frame (N*T), normalised per clip so that frames a concept
     has left stay dark."""
     flat = maps.float().reshape(maps.shape[0], -1)
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
     norm = ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(-1, *maps.shape[-2:])
-    big = F.interpolate(norm[:, None], size=pixel_size(latent_size), mode="bilinear", align_corners=False)[:, 0]
+    big = F.interpolate(norm[:, None], size=pixel_size(latent_size, scale), mode="bilinear", align_corners=False)[:, 0]
     return colorize(big).cpu()
