@@ -2,6 +2,7 @@
 from comfy_api.latest import io
 
 from .capture import CaptureConfig
+from .families import SUPPORTED
 from .host_model import check_model
 from .io_types import CATEGORY
 
@@ -21,8 +22,8 @@ class LEditsPPAttentionCapture(io.ComfyNode):
                         "keeps the fast kernel). Attention patches of other nodes are kept and still run. "
                         "Optional: the edit nodes capture with the defaults by themselves.",
             inputs=[
-                io.Model.Input("model", tooltip="SD1.x, SD2.x, SDXL, SD3/SD3.5 or Flux.1 model to record the "
-                                                "concepts' attention of."),
+                io.Model.Input("model", tooltip="The model to record the concepts' attention of: a family "
+                                                f"LEDITS++ edits on this ComfyUI ({SUPPORTED})."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="latent/4",
                                tooltip="UNets: the level whose cross-attention is recorded; latent/4 is the "
                                        "papers'. DiTs record on their token grid (latent/2) and ignore this."),

@@ -3,7 +3,7 @@ import torch
 from comfy_api.latest import io
 
 from ..ledits_core import below_pure_noise, custom_sigmas, diffusers_sigmas, draw_inversion_noise, exact_sigmas
-from .families import distilled_guidance
+from .families import SUPPORTED, distilled_guidance
 from .host_model import (check_conditioning, check_model, first_flow_sigma, model_latent, model_name,
                          model_ref, sigma_table)
 from .io_types import CATEGORY, Inversion
@@ -38,8 +38,8 @@ class LEditsPPInversion(io.ComfyNode):
                         "stores one noise map per step so that a replay returns the image, and edits "
                         "replayed from it stay faithful. Invert once, edit many times.",
             inputs=[
-                io.Model.Input("model", tooltip="SD1.x, SD2.x, SDXL, SD3/SD3.5 or Flux.1 model. Use the same "
-                                                "model for the edit."),
+                io.Model.Input("model", tooltip=f"A model of a family LEDITS++ edits on this ComfyUI ({SUPPORTED}). "
+                                                "Use the same model for the edit."),
                 io.Latent.Input("latent", tooltip="The image to edit, from VAE Encode."),
                 io.Int.Input("steps", default=30, min=1, max=1000,
                              tooltip="Solver steps of inversion and edit (kept after skip). 20-50 is typical."),
