@@ -26,14 +26,16 @@ class LEditsPPAttentionCapture(io.ComfyNode):
                                                 f"LEDITS++ edits on this ComfyUI ({SUPPORTED})."),
                 io.Combo.Input("resolution", options=list(RESOLUTIONS), default="latent/4",
                                tooltip="UNets: the level whose cross-attention is recorded; latent/4 is the "
-                                       "papers'. DiTs record on their token grid (latent/2) and ignore this."),
+                                       "papers'. DiTs record on their token grid (latent/2; Flux.2: latent/1; WAN: "
+                                       "per frame) and ignore this."),
                 io.Boolean.Input("include_middle", default=False,
                                  tooltip="UNets: also record the middle block when it sits at that level (SDXL)."),
                 io.String.Input("blocks", default="auto", optional=True,
-                                tooltip="DiTs (SD3, Flux): joint-attention blocks to average, in run order "
-                                        "(Flux: double-stream blocks first, then single-stream). 'auto' = the "
-                                        "measured default (see the help page), 'all', or indices and ranges "
-                                        "such as '0-9, 12'. UNets ignore this."),
+                                tooltip="DiTs: the blocks to average, in run order (Flux.1, Flux.2, Chroma, "
+                                        "HiDream: double-stream blocks first, then single-stream; Z-Image / "
+                                        "Lumina 2: the main layers only). 'auto' = the family's default (see "
+                                        "the help page), 'all', or indices and ranges such as '0-9, 12'. "
+                                        "UNets ignore this."),
             ],
             outputs=[io.Model.Output(display_name="model")],
         )

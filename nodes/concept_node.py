@@ -13,7 +13,7 @@ NEVER = 10000
 
 def encode_concept(clip, text):
     """CONDITIONING of `text` plus the positions of its own tokens in the model's text context
-    (laid out per text encoder: CLIP chunks of 77, SD3's CLIP + T5, Flux's T5; nodes/families.py)."""
+    (laid out per text encoder by its family: nodes/families/<family>.py, concept_layout)."""
     positions, length = concept_layout(clip, clip.tokenize(text, return_word_ids=True))
     plain = clip.tokenize(text)
     if hasattr(clip, "encode_from_tokens_scheduled"):
@@ -55,10 +55,12 @@ class LEditsPPEditConcept(io.ComfyNode):
                 io.Int.Input("cooldown", default=NEVER, min=0, max=NEVER,
                              tooltip=f"Step from which the concept is no longer applied; {NEVER} = never stop."),
                 io.Combo.Input("mask_type", options=list(MASK_TYPES), default="intersect",
-                               tooltip="intersect: cross-attention mask AND noise mask (LEDITS++). attention: "
-                                       "cross-attention only. noise: guidance magnitude only. none: unmasked."),
+                               tooltip="intersect: attention mask AND noise mask (LEDITS++). attention: the "
+                                       "attention mask only (UNets, WAN: cross-attention; other DiTs: joint "
+                                       "attention). noise: guidance magnitude only. none: unmasked."),
                 io.Mask.Input("mask", optional=True,
-                              tooltip="Optional user mask limiting where this concept may act."),
+                              tooltip="Optional user mask limiting where this concept may act: one, or one per "
+                                      "image of the batch; on a clip it applies to every frame."),
                 Concepts.Input("concepts", optional=True, tooltip="Earlier concepts to append this one to."),
             ],
             outputs=[Concepts.Output(display_name="concepts", tooltip="The concept list so far.")],

@@ -30,9 +30,9 @@ class LEditsPPMaskFromAttention(io.ComfyNode):
             node_id="LEditsPPMaskFromAttention",
             display_name="LEDITS++ Mask From Attention",
             category=CATEGORY,
-            description="Turns the cross-attention recorded by LEDITS++ Guided Edit into a MASK per concept "
-                        "and image (smoothing, quantile threshold, upsampling as LEDITS++ does) plus a "
-                        "heat-map IMAGE, e.g. to drive inpainting or compositing.",
+            description="Turns the attention recorded by LEDITS++ Guided Edit into a MASK per concept "
+                        "and image (clips: per frame; smoothing, quantile threshold, upsampling as "
+                        "LEDITS++ does) plus a heat-map IMAGE, e.g. to drive inpainting or compositing.",
             inputs=[
                 Attention.Input("attention", tooltip="The `attention` output of LEDITS++ Guided Edit."),
                 io.Int.Input("concept", default=-1, min=-1, max=63,
@@ -42,13 +42,19 @@ class LEditsPPMaskFromAttention(io.ComfyNode):
                 io.Float.Input("threshold", default=-1.0, min=-1.0, max=1.0, step=0.01,
                                tooltip="Quantile threshold; -1 = each concept's own threshold."),
                 io.Boolean.Input("smoothing", default=True,
-                                 tooltip="3x3 Gaussian smoothing before thresholding (as LEDITS++)."),
+                                 tooltip="3x3 Gaussian smoothing before thresholding (as LEDITS++; clips: within "
+                                         "each frame)."),
                 io.Combo.Input("resolution", options=["image", "latent"], default="image",
-                               tooltip="Size of the MASK: the image's pixels or the latent's cells."),
+                               tooltip="Size of the MASK. image: 8 pixels per latent cell (half the picture on "
+                                       "the /16 VAEs of Flux.2 and WAN 2.2 5B). latent: the latent's cells."),
             ],
             outputs=[
-                io.Mask.Output(display_name="mask", tooltip="Binary masks, concept-major (c0 img0, c0 img1, ...)."),
-                io.Image.Output(display_name="heatmap", tooltip="The attention maps as colour images."),
+                io.Mask.Output(display_name="mask",
+                               tooltip="Binary masks, concept-major (c0 img0, c0 img1, ...); clips: one per "
+                                       "latent frame (c0 img0 f0, c0 img0 f1, ...)."),
+                io.Image.Output(display_name="heatmap",
+                                tooltip="The attention maps as colour images (clips: one per frame, "
+                                        "normalised per clip)."),
             ],
         )
 
