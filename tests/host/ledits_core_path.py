@@ -51,3 +51,35 @@ def core_path_edit(core, model, latent, inversion, negative, concepts, steps, se
         concept_preds = [preds[2 + c] for c in range(len(concepts))]
         return core.apply_edit_guidance(preds[1], preds[1], concept_preds, params, i)[0]
     return ours, base.process_latent_out(core.replay(edit, ours.x_T, sigmas, ours.zs, form=form))
+
+
+def core_path_grouped(core, model, latent, inversion, negative, concepts, seed, calls, model_inputs=None):
+    """(core inversion, edited latent) as GuidedEdit ran it on a flow model whose conds the host
+    batches in several calls per step (`calls`: the cond indices of each call, 1 = negative,
+    2 + c = concept c; texts of different lengths run separately). Latents of any rank (5-D frame
+    axes too); `model_inputs(context)` gives apply_model's other inputs (e.g. num_tokens)."""
+    import comfy.model_management
+    comfy.model_management.load_models_gpu([model])
+    base = model.model
+    conds = {1: negative[0][0], **{2 + c: concept.conditioning[0][0] for c, concept in enumerate(concepts)}}
+
+    def predict(x, sigma, groups):
+        out, b = {}, x.shape[0]
+        for group in groups:
+            context = torch.cat([conds[i].repeat(b, 1, 1) for i in group])
+            extra = model_inputs(context) if model_inputs else {}
+            with torch.inference_mode():
+                pred = base.apply_model(x.repeat(len(group), *[1] * (x.dim() - 1)), sigma.expand(b * len(group)),
+                                        c_crossattn=context, **extra).float()
+            out.update({i: pred[j * b:(j + 1) * b] for j, i in enumerate(group)})
+        return out
+
+    x0 = base.process_latent_in(latent["samples"].clone())
+    noise = core.draw_inversion_noise(x0.shape, inversion.steps, seed)
+    ours = core.invert(lambda x, s, i: predict(x, s, [[1]])[1], x0, inversion.sigmas, noise, form=core.FLOW)
+    params = [c.params for c in concepts]
+
+    def edit(x, s, i):
+        preds = predict(x, s, calls)
+        return core.apply_edit_guidance(preds[1], preds[1], [preds[2 + c] for c in range(len(concepts))], params, i)[0]
+    return ours, base.process_latent_out(core.replay(edit, ours.x_T, inversion.sigmas, ours.zs, form=core.FLOW))

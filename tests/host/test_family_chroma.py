@@ -9,18 +9,14 @@ import pytest
 import torch
 
 from ledits_core_path import core_path_edit, record_batch_order
-from test_dit_edit import RecordingOverride, concepts_for, guided_edit
+from ledits_node_calls import concepts_for, guided_edit, invert, seeded_latent
+from test_dit_edit import RecordingOverride
 
 LAYOUT = "chroma"
 
 
 def latent_of(channels, batch, h, w, seed=0):
-    return {"samples": torch.randn(batch, channels, h, w, generator=torch.Generator().manual_seed(seed))}
-
-
-def invert(run_node, model, latent, steps, negative=None, seed=0, **extra):
-    return run_node("LEditsPPInversion", model=model, latent=latent, steps=steps, skip=0.15, seed=seed,
-                    schedule="exact", source_cfg=3.5, negative=negative, **extra)
+    return seeded_latent(batch, channels, h, w, seed=seed)
 
 
 def check_reconstruction(run_node, model, latent, steps, negative, label):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ledits_core_path import core_path_edit, record_batch_order
-from test_dit_edit import concepts_for, guided_edit
+from ledits_node_calls import concepts_for, guided_edit, invert
 from test_family_chroma import (check_blocks_input, check_maps, check_masks_and_independence, check_reconstruction,
-                                check_scale_reverse_coverage, check_user_sigmas, invert, latent_of, pack_families)
+                                check_scale_reverse_coverage, check_user_sigmas, latent_of, pack_families)
 
 LAYOUTS = ("flux2_klein", "flux2_dev")
 CHANNELS = 128

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ledits_core_path import core_path_edit, record_batch_order
+from ledits_node_calls import concepts_for, guided_edit, invert, seeded_latent
 
 TEXT = "a photo of a red cat"
 
@@ -29,25 +30,7 @@ def empty(hidream, run_node):
 
 
 def flow_latent(batch, h, w, seed=0):
-    return {"samples": torch.randn(batch, 16, h, w, generator=torch.Generator().manual_seed(seed))}
-
-
-def invert(run_node, model, latent, steps, negative=None, seed=0, **extra):
-    return run_node("LEditsPPInversion", model=model, latent=latent, steps=steps, skip=0.15, seed=seed,
-                    schedule="exact", source_cfg=3.5, negative=negative, **extra)
-
-
-def concepts_for(run_node, clip, specs, threshold=0.8):
-    chain = None
-    for text, scale, reverse, mask_type in specs:
-        chain = run_node("LEditsPPEditConcept", clip=clip, text=text, scale=scale, threshold=threshold,
-                         reverse=reverse, warmup=0, cooldown=10000, mask_type=mask_type, concepts=chain)[0]
-    return chain
-
-
-def guided_edit(run_node, model, inversion, concepts=None, **extra):
-    return run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concepts, cfg=5.0,
-                    guidance_rescale=0.0, **extra)
+    return seeded_latent(batch, 16, h, w, seed=seed)
 
 
 def test_family_sampling_and_text_layout(hidream, family, run_node, empty):

@@ -5,20 +5,8 @@ scale / reverse / coverage, the `blocks` input."""
 import pytest
 import torch
 
-from test_family_hidream import TEXT, concepts_for, empty, flow_latent, guided_edit, hidream, invert  # noqa: F401
-
-
-class RecordingOverride:
-    """A foreign optimized_attention_override (another node's): records q, k of every call."""
-
-    def __init__(self):
-        self.seen = []
-
-    def __call__(self, func, *args, **kwargs):
-        options = kwargs.get("transformer_options") or {}
-        self.seen.append((list(options.get("cond_or_uncond", [])), args[0].detach().clone(),
-                          args[1].detach().clone(), args[3] if len(args) > 3 else kwargs["heads"]))
-        return func(*args, **kwargs)
+from ledits_node_calls import CallRecorder, concepts_for, guided_edit, invert
+from test_family_hidream import TEXT, empty, flow_latent, hidream  # noqa: F401
 
 
 def streams_mass(q, k, heads, image_tokens, t5_positions, llama_positions):
@@ -48,7 +36,7 @@ def test_maps_are_the_concept_mass_of_all_text_streams_no_extra_call_and_compose
                         positive=empty, negative=empty, latent_image=latent_img, denoise=1.0)[0]
     before = sample(model)["samples"]
 
-    foreign = RecordingOverride()
+    foreign = CallRecorder()
     patched = model.clone()
     patched.model_options.setdefault("transformer_options", {})["optimized_attention_override"] = foreign
     calls = []

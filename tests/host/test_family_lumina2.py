@@ -10,7 +10,9 @@ import types
 import pytest
 import torch
 
-from ledits_core_path import record_batch_order
+import ledits_node_calls as node_calls
+from ledits_core_path import core_path_grouped, record_batch_order
+from ledits_node_calls import CallRecorder, concepts_for, invert, max_abs, seeded_latent
 
 LAYOUTS = ("zimage", "lumina2")
 PHRASE = "a photo of a red cat"
@@ -41,29 +43,11 @@ def empty(load, run_node):
 
 
 def flow_latent(batch, h, w, seed=0):
-    return {"samples": torch.randn(batch, 16, h, w, generator=torch.Generator().manual_seed(seed))}
+    return seeded_latent(batch, 16, h, w, seed=seed)
 
 
-def invert(run_node, model, latent, steps, negative=None, seed=0, skip=0.15, **extra):
-    return run_node("LEditsPPInversion", model=model, latent=latent, steps=steps, skip=skip, seed=seed,
-                    schedule="exact", source_cfg=3.5, negative=negative, **extra)
-
-
-def concepts_for(run_node, clip, specs, threshold=0.8):
-    chain = None
-    for text, scale, reverse, mask_type in specs:
-        chain = run_node("LEditsPPEditConcept", clip=clip, text=text, scale=scale, threshold=threshold,
-                         reverse=reverse, warmup=0, cooldown=10000, mask_type=mask_type, concepts=chain)[0]
-    return chain
-
-
-def guided_edit(run_node, model, inversion, concepts=None, cfg=4.0, **extra):
-    return run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concepts, cfg=cfg,
-                    guidance_rescale=0.0, **extra)
-
-
-def max_abs(a, b):
-    return (a - b).abs().max().item()
+def guided_edit(run_node, model, inversion, concepts=None, **extra):
+    return node_calls.guided_edit(run_node, model, inversion, concepts, cfg=4.0, **extra)
 
 
 def joint_length(layout, text, image):
@@ -110,36 +94,6 @@ def test_user_sigmas_and_the_zero_negative(load, run_node, empty, layout):
     assert not zero.any() and not zeroed.any() and int(extras["attention_mask"].sum()) == zero.shape[1]
 
 
-def core_path(core, model, latent, inversion, negative, concepts, seed, calls):
-    """ledits_core with the model's own apply_model, each step's conds batched in the host's calls
-    (`calls`: cond indices per call; texts of different lengths run separately), num_tokens as the
-    host derives it from the text's all-ones attention mask."""
-    import comfy.model_management
-    comfy.model_management.load_models_gpu([model])
-    base = model.model
-    conds = {1: negative[0][0], **{2 + c: concept.conditioning[0][0] for c, concept in enumerate(concepts)}}
-
-    def predict(x, sigma, groups):
-        out, b = {}, x.shape[0]
-        for group in groups:
-            context = torch.cat([conds[i].repeat(b, 1, 1) for i in group])
-            with torch.inference_mode():
-                pred = base.apply_model(x.repeat(len(group), 1, 1, 1), sigma.expand(b * len(group)),
-                                        c_crossattn=context, num_tokens=context.shape[1]).float()
-            out.update({i: pred[j * b:(j + 1) * b] for j, i in enumerate(group)})
-        return out
-
-    x0 = base.process_latent_in(latent["samples"].clone())
-    noise = core.draw_inversion_noise(x0.shape, inversion.steps, seed)
-    ours = core.invert(lambda x, s, i: predict(x, s, [[1]])[1], x0, inversion.sigmas, noise, form=core.FLOW)
-    params = [c.params for c in concepts]
-
-    def edit(x, s, i):
-        preds = predict(x, s, calls)
-        return core.apply_edit_guidance(preds[1], preds[1], [preds[2 + c] for c in range(len(concepts))], params, i)[0]
-    return ours, base.process_latent_out(core.replay(edit, ours.x_T, inversion.sigmas, ours.zs, form=core.FLOW))
-
-
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_node_path_equals_core_path(load, run_node, core, comfy_host, layout):
     """The zero negative and two concepts of other text lengths: three separate calls per step."""
@@ -152,7 +106,8 @@ def test_node_path_equals_core_path(load, run_node, core, comfy_host, layout):
     edited = guided_edit(run_node, model, inversion, concepts)[0]["samples"]
     calls = order[:len(order) // steps]
     assert len(order) == 3 * steps and sorted(map(tuple, calls)) == [(1,), (2,), (3,)]
-    ours, out = core_path(core, model, latent, inversion, inversion.base.negative, concepts, seed, calls)
+    ours, out = core_path_grouped(core, model, latent, inversion, inversion.base.negative, concepts, seed, calls,
+                                  model_inputs=lambda context: {"num_tokens": context.shape[1]})
     assert max_abs(ours.zs, inversion.zs) <= 1e-5
     err = max_abs(out, edited)
     print(f"ComfyUI {comfy_host['version']} {layout}: node path vs core path max abs difference {err:.3g}")
@@ -188,19 +143,6 @@ def test_concept_token_positions_are_the_words_in_the_context(load, run_node, fa
     blue = concepts_for(run_node, clip, [(other, 5.0, False, "intersect")])[0].conditioning[0][0]
     assert first in positions and torch.allclose(red[:, :first], blue[:, :first], atol=1e-5)
     assert max_abs(red[:, first], blue[:, first]) > 1e-2
-
-
-class CallRecorder:
-    """A foreign optimized_attention_override (another node's): records every call, then attends."""
-
-    def __init__(self):
-        self.seen = []
-
-    def __call__(self, func, *args, **kwargs):
-        options = kwargs.get("transformer_options") or {}
-        self.seen.append((list(options.get("cond_or_uncond", [])), args[0].detach().clone(),
-                          args[1].detach().clone(), args[3]))
-        return func(*args, **kwargs)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

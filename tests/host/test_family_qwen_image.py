@@ -9,7 +9,9 @@ import types
 import pytest
 import torch
 
-from ledits_core_path import record_batch_order
+import ledits_node_calls as node_calls
+from ledits_core_path import core_path_grouped, record_batch_order
+from ledits_node_calls import concepts_for, invert, max_abs, seeded_latent
 from test_dit_edit import RecordingOverride
 
 LAYOUT = "qwen_image"
@@ -36,29 +38,11 @@ def empty(qwen, run_node):
 
 
 def frame_latent(batch, h, w, seed=0):
-    return {"samples": torch.randn(batch, 16, 1, h, w, generator=torch.Generator().manual_seed(seed))}
-
-
-def invert(run_node, model, latent, steps, negative=None, seed=0, **extra):
-    return run_node("LEditsPPInversion", model=model, latent=latent, steps=steps, skip=0.15, seed=seed,
-                    schedule="exact", source_cfg=3.5, negative=negative, **extra)
-
-
-def concepts_for(run_node, clip, specs, threshold=0.8, mask=None):
-    chain = None
-    for text, scale, reverse, mask_type in specs:
-        chain = run_node("LEditsPPEditConcept", clip=clip, text=text, scale=scale, threshold=threshold,
-                         reverse=reverse, warmup=0, cooldown=10000, mask_type=mask_type, concepts=chain, mask=mask)[0]
-    return chain
+    return seeded_latent(batch, 16, 1, h, w, seed=seed)
 
 
 def guided_edit(run_node, model, inversion, concepts=None, **extra):
-    return run_node("LEditsPPGuidedEdit", model=model, inversion=inversion, concepts=concepts, cfg=4.0,
-                    guidance_rescale=0.0, **extra)
-
-
-def max_abs(a, b):
-    return (a - b).abs().max().item()
+    return node_calls.guided_edit(run_node, model, inversion, concepts, cfg=4.0, **extra)
 
 
 @pytest.mark.parametrize("steps, size, negative", [(2, (9, 6), "zero"), (15, (7, 5), "empty prompt")])
@@ -98,36 +82,6 @@ def test_zero_negative_is_an_empty_prompt_long_and_4d_latents_get_their_frame_ax
     assert max_abs(guided_edit(run_node, model, inversion)[0]["samples"], flat["samples"][:, :, None]) <= 1e-4
 
 
-def core_path(core, model, latent, inversion, negative, concepts, seed, calls):
-    """ledits_core with the model's own apply_model, each step's conds batched in the host's calls
-    (`calls`: the cond indices of each call; texts of different lengths run separately)."""
-    import comfy.model_management
-    comfy.model_management.load_models_gpu([model])
-    base = model.model
-    conds = {1: negative[0][0], **{2 + c: concept.conditioning[0][0] for c, concept in enumerate(concepts)}}
-
-    def predict(x, sigma, groups):
-        out, b = {}, x.shape[0]
-        for group in groups:
-            with torch.inference_mode():
-                pred = base.apply_model(x.repeat(len(group), 1, 1, 1, 1), sigma.expand(b * len(group)),
-                                        c_crossattn=torch.cat([conds[i].repeat(b, 1, 1) for i in group])).float()
-            out.update({i: pred[j * b:(j + 1) * b] for j, i in enumerate(group)})
-        return out
-
-    x0 = base.process_latent_in(latent["samples"].clone())
-    ours = core.invert(lambda x, s, i: predict(x, s, [[1]])[1], x0, inversion.sigmas,
-                       core.draw_inversion_noise(x0.shape, inversion.steps, seed), form=core.FLOW)
-    params = [c.params for c in concepts]
-
-    def edit(x, s, i):
-        preds = predict(x, s, calls)
-        return core.apply_edit_guidance(preds[1], preds[1], [preds[2 + c] for c, _ in enumerate(concepts)], params,
-                                        i)[0]
-    replayed = core.replay(edit, ours.x_T, inversion.sigmas, ours.zs, form=core.FLOW)
-    return ours, base.process_latent_out(replayed)
-
-
 def test_node_path_equals_core_path(qwen, run_node, empty, core, comfy_host):
     """The host's calls: the empty negative (5 tokens) alone, the two 7-token concepts together, the
     8-token one alone (texts of different lengths never share a call)."""
@@ -141,7 +95,7 @@ def test_node_path_equals_core_path(qwen, run_node, empty, core, comfy_host):
     edited = guided_edit(run_node, model, inversion, concepts)[0]["samples"]
     calls = order[:len(order) // steps]
     assert len(order) == 3 * steps and sorted(sorted(c) for c in calls) == [[1], [2, 3], [4]]
-    ours, out = core_path(core, model, latent, inversion, empty, concepts, seed, calls)
+    ours, out = core_path_grouped(core, model, latent, inversion, empty, concepts, seed, calls)
     assert max_abs(ours.zs, inversion.zs) <= 1e-5
     err = max_abs(out, edited)
     print(f"ComfyUI {comfy_host['version']} qwen_image: node path vs core path max abs difference {err:.3g}")
