@@ -16,7 +16,8 @@ import pathlib
 import sys
 from dataclasses import dataclass
 
-from workflow_graph import COLORS, Workflow   # this folder is sys.path[0] when run as a script
+from workflow_families import FAMILIES, SD15_CKPT, WAN21_T2V, WAN_NOTE, SplitFiles   # this folder is sys.path[0]
+from workflow_graph import COLORS, Workflow
 from workflow_thumbnail import thumbnail
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,10 +30,6 @@ OUT = ROOT / "workflows"
 # LEditsPPAttentionCapture: resolution, include_middle, blocks
 # LEditsPPGuidedEdit / LEditsPPGuider: cfg, guidance_rescale
 
-SD15_CKPT = "v1-5-pruned-emaonly.safetensors"
-SDXL_CKPT = "sd_xl_base_1.0.safetensors"
-SD35_CKPT = "sd3.5_medium_incl_clips_t5xxlfp8scaled.safetensors"   # ComfyUI's SD3.5 example checkpoint
-FLUX_CKPT = "flux1-dev-fp8.safetensors"                             # ComfyUI's one-file Flux dev checkpoint
 IMAGE = "example.png"
 
 INVERSION = [30, 0.15, 0, "fixed", "exact", 3.5, 1, -1.0]
@@ -56,20 +53,10 @@ class Sources:
 CHECKPOINT = Sources()
 
 
-@dataclass(frozen=True)
-class SplitFiles:
-    """The separate files a family's own ComfyUI templates load (Load Diffusion Model, a CLIP
-    loader, Load VAE), and the sampling-shift node they put after the model (None: none)."""
-    unet: str
-    clips: tuple
-    clip_type: str
-    vae: str
-    sampling: tuple = None          # (node type, shift)
-
-
-def loader_block(wf, ckpt, negative=True):
+def loader_block(wf, ckpt, negative=True, extras=None):
     """1 checkpoint (or 1 Load Diffusion Model, 22 CLIP loader, 23 Load VAE, 24 sampling shift for
-    a SplitFiles), 2 image, 3 VAE Encode, 4 empty prompt (unconditional). Returns the Sources."""
+    a SplitFiles), 2 image, 3 VAE Encode, 4 empty prompt (unconditional), then `extras(wf)` (ids of
+    more nodes for the group). Returns the Sources."""
     if isinstance(ckpt, SplitFiles):
         sources, members = split_loaders(wf, ckpt)
         image_y, title = 900, "1. Load the model and an image"
@@ -85,6 +72,8 @@ def loader_block(wf, ckpt, negative=True):
         wf.node(4, "CLIPTextEncode", (400, 440), [""], title="Unconditional (empty prompt)", size=[320, 180])
         wf.link(*sources.clip, 4, "clip")
         members.append(4)
+    if extras:
+        members += extras(wf)
     wf.group(title, members, COLORS["load"])
     return sources
 
@@ -107,13 +96,33 @@ def split_loaders(wf, files):
     return Sources(model=model, clip=(22, 0), vae=(23, 0)), members
 
 
-def inversion_block(wf, model_src=(1, 0), negative=True):
-    wf.node(5, "LEditsPPInversion", (790, 440), INVERSION, size=[340, 300])
+def inversion_block(wf, model_src=(1, 0), negative=True, widgets=INVERSION, negative_src=(4, 0)):
+    wf.node(5, "LEditsPPInversion", (790, 440), widgets, size=[340, 300])
     wf.link(*model_src, 5, "model")
     wf.link(3, 0, 5, "latent")
     if negative:
-        wf.link(4, 0, 5, "negative")
+        wf.link(*negative_src, 5, "negative")
     wf.group("2. Invert once", [5], COLORS["invert"])
+
+
+def family_extras(wf, fam):
+    """The nodes a family puts between the empty prompt / scheduler and the Inversion, in the free
+    column below the sampling shift (25 FluxGuidance or ConditioningZeroOut, 26 scheduler); they
+    join the load group. Returns their ids."""
+    ids, y = [], 1000 if 24 in wf.nodes else 860
+    if fam.guidance is not None:
+        wf.node(25, "FluxGuidance", (400, y), [fam.guidance], size=[320, 82])
+    elif fam.zero_negative:
+        wf.node(25, "ConditioningZeroOut", (400, y), title="Zeroed empty prompt (Turbo negative)", size=[320, 70])
+    if fam.guidance is not None or fam.zero_negative:
+        wf.link(4, 0, 25, "conditioning")
+        ids.append(25)
+    if fam.scheduler is not None:
+        kind, rest = fam.scheduler
+        wf.node(26, kind, (400, y + 140), [fam.steps, *rest], title=f"{kind} (the Inversion's schedule)",
+                size=[320, 150])
+        ids.append(26)
+    return ids
 
 
 def concept_block(wf, concepts, y=860, clip_src=(1, 1)):
@@ -144,40 +153,26 @@ Resize big photos first (sides multiple of 8).
 """
 
 
-FAMILIES = {
-    # family: (display name, checkpoint, photo size, empty-prompt negative, family-specific note)
-    "sd15": ("SD1.5", SD15_CKPT, "512x512", True, """
-The empty-prompt CLIP Text Encode is the unconditional input used by both inversion and edit."""),
-    "sdxl": ("SDXL", SDXL_CKPT, "1024x1024", False, """
-SDXL: the concepts are encoded with both SDXL text encoders (the checkpoint's CLIP). The
-unconditional input is left unconnected on purpose: the pack then uses zero conditioning, as the
-diffusers SDXL pipeline does. The size conditioning (width/height) is taken from the latent, so
-non-square images (e.g. 1216x832) need no extra node; you may connect a CLIP Text Encode (SDXL)
-with the image's size to `negative` of both Inversion and Guided Edit instead."""),
-    "sd35": ("SD3.5", SD35_CKPT, "1024x1024", True, """
-SD3 / SD3.5 (flow-matching MMDiT): the inversion runs on the model's own shifted sigma grid and
-stays exact; each concept's mask comes from the joint attention of the image tokens to the
-concept's CLIP/T5 tokens (Attention Capture's `blocks` chooses the blocks; auto is measured).
-Real CFG: the empty prompt is the unconditional prediction. Without a checkpoint that includes the
-text encoders, use Load Diffusion Model + TripleCLIPLoader + Load VAE instead of Load Checkpoint."""),
-    "flux": ("Flux.1 dev", FLUX_CKPT, "1024x1024", True, """
-Flux dev is guidance-distilled: every prediction (inversion, edit, concepts) runs at one distilled
-guidance, Inversion's flux_guidance (-1 = auto: a FluxGuidance node's value on the negative, else
-3.5). The "unconditional" prediction is the empty prompt at that guidance. Masks come from the
-joint attention of the image tokens to the concept's T5 tokens. Schnell works the same way (no
-guidance). With separate files use Load Diffusion Model + DualCLIPLoader (type flux) + Load VAE."""),
-}
+def files_text(label, ckpt):
+    if isinstance(ckpt, SplitFiles):
+        return f"Pick your {label} files ({ckpt.unet} with {' + '.join(ckpt.clips)} and {ckpt.vae})"
+    return f"Pick your {label} checkpoint ({ckpt})"
 
 
 def edit_workflow(name, family):
-    label, ckpt, size, negative, extra = FAMILIES[family]
+    fam = FAMILIES[family]
+    label, ckpt, negative = fam.label, fam.ckpt, fam.negative
     wf = Workflow(name, f"LEDITS++ edit ({label})",
                   f"Invert a photo once, then add one concept and remove another with LEDITS++ "
                   f"semantic guidance on {label}; previews the per-concept masks.")
-    sources = loader_block(wf, ckpt, negative=negative)
-    inversion_block(wf, sources.model, negative=negative)
+    sources = loader_block(wf, ckpt, negative=negative, extras=lambda graph: family_extras(graph, fam))
+    inversion = [fam.steps, *INVERSION[1:5], fam.cfg[0], *INVERSION[6:]]
+    inversion_block(wf, sources.model, negative=negative, widgets=inversion,
+                    negative_src=(25, 0) if 25 in wf.nodes else (4, 0))
+    if fam.scheduler is not None:
+        wf.link(26, 0, 5, "sigmas")
     last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE], clip_src=sources.clip)
-    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), EDIT, size=GROWN_EDIT)
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), [fam.cfg[1], *EDIT[1:]], size=GROWN_EDIT)
     wf.link(*sources.model, 8, "model")
     wf.link(5, 0, 8, "inversion")
     wf.link(last, 0, 8, "concepts")
@@ -191,21 +186,60 @@ def edit_workflow(name, family):
     wf.node(12, "PreviewImage", (1620, 1190), title="Concept masks (one per concept)", size=[400, 360])
     wf.link(11, 0, 12, "images")
     wf.group("4. Edit, decode, save", [8, 9, 10, 11, 12], COLORS["edit"])
-    files = (f"{ckpt.unet} with {' + '.join(ckpt.clips)} and {ckpt.vae}" if isinstance(ckpt, SplitFiles)
-             else ckpt)
-    pick = (f"Pick your {label} files ({files})" if isinstance(ckpt, SplitFiles)
-            else f"Pick your {label} checkpoint ({ckpt})")
     note(wf, f"""
 LEDITS++ edit ({label}): change a real photo by adding and removing concepts.
 
-1. {pick} and load a photo (about {size}).
-2. LEDITS++ Inversion inverts the photo exactly once (30 steps, skip 0.15).
+1. {files_text(label, ckpt)} and load a photo (about {fam.size}).
+2. LEDITS++ Inversion inverts the photo exactly once ({fam.steps} steps, skip 0.15).
 3. Each Edit Concept is one instruction: "glasses" is added, "cat" is removed (reverse = remove).
    Chain more concepts through their `concepts` input.
 4. Guided Edit replays the inversion with the concepts applied inside their own masks; the edited
    image is saved, and the mask of each concept is previewed (white = edited).
-{extra}
-{COMMON_TIPS}""")
+{fam.note}
+{COMMON_TIPS}""", size=(700, 330) if not isinstance(ckpt, SplitFiles) else (1100, 330))
+    return wf
+
+
+VIDEO = "example.mp4"
+
+
+def video_edit_workflow():
+    """WAN text-to-video: a clip's frames through the WAN VAE, inverted and edited like a photo;
+    saved as a clip, with the per-frame concept masks previewed."""
+    files = WAN21_T2V
+    wf = Workflow("ledits_edit_wan", "LEDITS++ video edit (WAN 2.1)",
+                  "Invert a clip once, then add one concept and remove another in every frame with LEDITS++ on "
+                  "WAN 2.1 text-to-video; saves the edited clip and previews the per-frame concept masks.")
+    sources, members = split_loaders(wf, files)
+    wf.node(2, "LoadVideo", (40, 900), [VIDEO, "image"])
+    wf.node(25, "GetVideoComponents", (400, 1000), size=[320, 112])
+    wf.link(2, 0, 25, "video")
+    wf.node(3, "VAEEncode", (400, 700))
+    wf.link(25, 0, 3, "pixels")
+    wf.link(*sources.vae, 3, "vae")
+    wf.node(4, "CLIPTextEncode", (400, 440), [""], title="Unconditional (empty prompt)", size=[320, 180])
+    wf.link(*sources.clip, 4, "clip")
+    wf.group("1. Load the model and a clip", members + [2, 25, 3, 4], COLORS["load"])
+    inversion_block(wf, sources.model, widgets=[30, *INVERSION[1:5], 6.0, *INVERSION[6:]])
+    last = concept_block(wf, [CONCEPT_ADD, CONCEPT_REMOVE], clip_src=sources.clip)
+    wf.node(8, "LEditsPPGuidedEdit", (1200, 440), [6.0, *EDIT[1:]], size=GROWN_EDIT)
+    wf.link(*sources.model, 8, "model")
+    wf.link(5, 0, 8, "inversion")
+    wf.link(last, 0, 8, "concepts")
+    wf.node(9, "VAEDecode", (1620, 440))
+    wf.link(8, 0, 9, "samples")
+    wf.link(*sources.vae, 9, "vae")
+    wf.node(26, "CreateVideo", (1620, 580), [16], size=[320, 100])
+    wf.link(9, 0, 26, "images")
+    wf.node(27, "SaveVideo", (1620, 740), ["video/ledits_edit_wan", "auto", "auto"], size=[400, 460])
+    wf.link(26, 0, 27, "video")
+    wf.node(11, "MaskToImage", (1620, 1270))
+    wf.link(8, 1, 11, "mask")
+    wf.node(12, "PreviewImage", (1620, 1390), title="Concept masks (every frame of each concept)",
+            size=[400, 360])
+    wf.link(11, 0, 12, "images")
+    wf.group("4. Edit, decode, save the clip", [8, 9, 26, 27, 11, 12], COLORS["edit"])
+    note(wf, WAN_NOTE.format(files=files_text("WAN 2.1", files), tips=COMMON_TIPS), size=(1100, 330))
     return wf
 
 
@@ -333,6 +367,9 @@ WORKFLOWS = [
     edit_workflow("ledits_edit_sdxl", "sdxl"),
     edit_workflow("ledits_edit_sd35", "sd35"),
     edit_workflow("ledits_edit_flux", "flux"),
+    *(edit_workflow(f"ledits_edit_{family}", family)
+      for family in ("qwen_image", "flux2", "z_image", "hidream", "chroma")),
+    video_edit_workflow(),
     custom_sampler_workflow(),
     attention_masks_workflow(),
     reconstruct_workflow(),

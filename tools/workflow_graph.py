@@ -23,6 +23,11 @@ NODE_TYPES = {
     "ModelSamplingSD3": ([("model", "MODEL")], [("MODEL", "MODEL")]),
     "FluxGuidance": ([("conditioning", "CONDITIONING")], [("CONDITIONING", "CONDITIONING")]),
     "Flux2Scheduler": ([], [("SIGMAS", "SIGMAS")]),
+    "ConditioningZeroOut": ([("conditioning", "CONDITIONING")], [("CONDITIONING", "CONDITIONING")]),
+    "LoadVideo": ([], [("VIDEO", "VIDEO")]),
+    "GetVideoComponents": ([("video", "VIDEO")], [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], [("VIDEO", "VIDEO")]),
+    "SaveVideo": ([("video", "VIDEO")], []),
     "LoadImage": ([], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
     "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
@@ -58,7 +63,7 @@ COLORS = {"load": "#3f789e", "invert": "#8A8", "concepts": "#a1309b", "edit": "#
 
 def default_size(kind, widgets):
     ins, outs = NODE_TYPES[kind]
-    if kind in ("LoadImage",):
+    if kind in ("LoadImage", "LoadVideo"):
         return [320, 330]
     if kind in ("SaveImage", "PreviewImage"):
         return [340, 300]

@@ -4,7 +4,8 @@ their positions, links, groups) drawn with Pillow. They show the structure, not 
 TYPE_COLORS = {"MODEL": (180, 160, 255), "CLIP": (255, 210, 80), "VAE": (255, 110, 110),
                "LATENT": (255, 150, 220), "IMAGE": (100, 180, 255), "MASK": (120, 220, 160),
                "CONDITIONING": (255, 170, 60), "SIGMAS": (200, 200, 200), "NOISE": (200, 200, 200),
-               "GUIDER": (160, 255, 250), "SAMPLER": (220, 220, 130)}
+               "GUIDER": (160, 255, 250), "SAMPLER": (220, 220, 130),
+               "VIDEO": (120, 200, 255)}
 
 
 def _font(size):
