@@ -4,6 +4,7 @@ composition, guidance semantics."""
 import pytest
 import torch
 
+from ledits_family_checks import check_scale_reverse_coverage
 from ledits_core_path import core_path_edit, record_batch_order
 from ledits_node_calls import concepts_for, guided_edit, invert, seeded_latent
 
@@ -183,27 +184,8 @@ def test_mask_from_attention_equals_core_masks_and_images_are_independent(load_d
 
 def test_scale_reverse_and_mask_coverage(load_dit, run_node, empty):
     model, clip, _ = load_dit("sd3")
-    latent = flow_latent(1, 16, 16, seed=2)
-    inversion = invert(run_node, model, latent, 6, empty("sd3"))[0]
-    original = latent["samples"]
-
-    def run(scale, reverse=False, mask_type="intersect", threshold=0.8):
-        concepts = concepts_for(run_node, clip, [("a lighthouse", scale, reverse, mask_type)], threshold)
-        return guided_edit(run_node, model, inversion, concepts)
-
-    zero = run(0.0)[0]["samples"]
-    assert (zero - original).abs().max().item() <= 1e-3
-    small, large = run(2.0)[0]["samples"], run(8.0)[0]["samples"]
-    d_small, d_large = (small - original).norm().item(), (large - original).norm().item()
-    print(f"sd3: distance from the input at scale 2 / 8: {d_small:.4g} / {d_large:.4g}")
-    assert 0 < d_small < d_large
-    assert not torch.allclose(run(8.0, reverse=True)[0]["samples"], large)
-    for threshold in (0.5, 0.8, 0.95):
-        for mask_type in ("attention", "noise"):
-            record = run(5.0, mask_type=mask_type, threshold=threshold)[2]
-            coverage = torch.stack([step[0][1] for step in record.steps]).mean().item()
-            print(f"sd3 {mask_type} mask, threshold {threshold}: coverage {coverage:.3f}")
-            assert abs(coverage - (1 - threshold)) <= 0.15
+    check_scale_reverse_coverage(run_node, model, clip, flow_latent(1, 16, 16, seed=2), empty("sd3"), "sd3",
+                                 zero_tolerance=1e-3)
 
 
 def test_flux_distilled_guidance_is_shared_by_every_prediction(load_dit, run_node, empty):

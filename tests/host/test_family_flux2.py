@@ -10,8 +10,8 @@ import torch
 
 from ledits_core_path import core_path_edit, record_batch_order
 from ledits_node_calls import concepts_for, guided_edit, invert
-from test_family_chroma import (check_blocks_input, check_maps, check_masks_and_independence, check_reconstruction,
-                                check_scale_reverse_coverage, check_user_sigmas, latent_of, pack_families)
+from ledits_family_checks import check_reconstruction, check_scale_reverse_coverage, check_user_sigmas
+from test_family_chroma import check_blocks_input, check_maps, check_masks_and_independence, latent_of, pack_families
 
 LAYOUTS = ("flux2_klein", "flux2_dev")
 CHANNELS = 128

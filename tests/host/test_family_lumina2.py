@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import ledits_node_calls as node_calls
+from ledits_family_checks import check_scale_reverse_coverage
 from ledits_core_path import core_path_grouped, record_batch_order
 from ledits_node_calls import CallRecorder, concepts_for, invert, max_abs, seeded_latent
 
@@ -212,27 +213,8 @@ def test_mask_from_attention_equals_core_masks_and_images_are_independent(load, 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_scale_reverse_and_mask_coverage(load, run_node, comfy_host, layout):
     model, clip, _ = load(layout)
-    latent = flow_latent(1, 16, 16, seed=2)
-    inversion = invert(run_node, model, latent, 6)[0]
-
-    def run(scale, reverse=False, mask_type="intersect", threshold=0.8):
-        concepts = concepts_for(run_node, clip, [("a lighthouse", scale, reverse, mask_type)], threshold)
-        return guided_edit(run_node, model, inversion, concepts)
-
-    assert max_abs(run(0.0)[0]["samples"], latent["samples"]) <= 1e-4
-    small, large = run(2.0)[0]["samples"], run(8.0)[0]["samples"]
-    d_small, d_large = (small - latent["samples"]).norm().item(), (large - latent["samples"]).norm().item()
-    print(f"ComfyUI {comfy_host['version']} {layout}: distance from the input at scale 2 / 8: "
-          f"{d_small:.4g} / {d_large:.4g}")
-    assert 0 < d_small < d_large
-    assert not torch.allclose(run(8.0, reverse=True)[0]["samples"], large)
-    for threshold in (0.5, 0.8, 0.95):
-        for mask_type in ("attention", "noise"):
-            record = run(5.0, mask_type=mask_type, threshold=threshold)[2]
-            coverage = torch.stack([step[0][1] for step in record.steps]).mean().item()
-            print(f"ComfyUI {comfy_host['version']} {layout} {mask_type} mask, threshold {threshold}: "
-                  f"coverage {coverage:.3f}")
-            assert abs(coverage - (1 - threshold)) <= 0.15
+    check_scale_reverse_coverage(run_node, model, clip, flow_latent(1, 16, 16, seed=2), None,
+                                 f"ComfyUI {comfy_host['version']} {layout}", cfg=4.0)
 
 
 def test_turbo_style_edit_at_8_steps_with_default_settings(load, run_node, comfy_host):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import ledits_node_calls as node_calls
+from ledits_family_checks import check_scale_reverse_coverage
 from ledits_core_path import core_path_grouped, record_batch_order
 from ledits_node_calls import concepts_for, invert, max_abs, seeded_latent
 from test_dit_edit import RecordingOverride
@@ -223,26 +224,7 @@ def test_mask_from_attention_equals_core_masks_images_independent_and_user_mask(
 
 def test_scale_reverse_and_mask_coverage(qwen, run_node, empty):
     model, clip, _ = qwen
-    latent = frame_latent(1, 16, 16, seed=2)
-    inversion = invert(run_node, model, latent, 6, empty)[0]
-    original = latent["samples"]
-
-    def run(scale, reverse=False, mask_type="intersect", threshold=0.8):
-        concepts = concepts_for(run_node, clip, [("a lighthouse", scale, reverse, mask_type)], threshold)
-        return guided_edit(run_node, model, inversion, concepts)
-
-    assert max_abs(run(0.0)[0]["samples"], original) <= 1e-4
-    small, large = run(2.0)[0]["samples"], run(8.0)[0]["samples"]
-    d_small, d_large = (small - original).norm().item(), (large - original).norm().item()
-    print(f"qwen_image: distance from the input at scale 2 / 8: {d_small:.4g} / {d_large:.4g}")
-    assert 0 < d_small < d_large
-    assert not torch.allclose(run(8.0, reverse=True)[0]["samples"], large)
-    for threshold in (0.5, 0.8, 0.95):
-        for mask_type in ("attention", "noise"):
-            record = run(5.0, mask_type=mask_type, threshold=threshold)[2]
-            coverage = torch.stack([step[0][1] for step in record.steps]).mean().item()
-            print(f"qwen_image {mask_type} mask, threshold {threshold}: coverage {coverage:.3f}")
-            assert abs(coverage - (1 - threshold)) <= 0.15
+    check_scale_reverse_coverage(run_node, model, clip, frame_latent(1, 16, 16, seed=2), empty, "qwen_image", cfg=4.0)
 
 
 def test_attention_capture_blocks_input_and_auto(qwen, run_node, empty, families):
