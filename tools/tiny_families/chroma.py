@@ -7,28 +7,14 @@ Built in memory from ComfyUI's own classes (docs: flow_models.md §5.4): hidden 
 16 + 16 + 32 wide timestep / guidance / index embeddings ComfyUI feeds it).
 """
 import dataclasses
-import importlib.util
-import pathlib
-import sys
 
 import comfy.ldm.chroma.model
 import comfy.supported_models as supported
 import comfy.supported_models_base
 import comfy.text_encoders.pixart_t5
+import ledits_tools_tiny_dit_models as dit   # tools/tiny_dit_models.py, registered by tools/tiny_models.py
 
 
-def _helpers():
-    """tools/tiny_dit_models.py (fill, assemble, T5), under the name tools/tiny_models.py gives it."""
-    name = "ledits_tools_tiny_dit_models"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parents[1] / "tiny_dit_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-dit = _helpers()
 HIDDEN = 64
 
 

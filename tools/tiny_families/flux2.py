@@ -15,10 +15,7 @@ node loads it (tae_latent_channels 128). Docs: flow_models.md §5.3-5.4.
 """
 import base64
 import dataclasses
-import importlib.util
 import json
-import pathlib
-import sys
 
 import torch
 
@@ -27,22 +24,11 @@ import comfy.sd
 import comfy.supported_models as supported
 import comfy.supported_models_base
 import comfy.taesd.taesd
+import ledits_tools_tiny_dit_models as dit   # tools/tiny_dit_models.py, registered by tools/tiny_models.py
 
 HOST_CLASS = "Flux2"
 
 
-def _helpers():
-    """tools/tiny_dit_models.py (fill, assemble), under the name tools/tiny_models.py gives it."""
-    name = "ledits_tools_tiny_dit_models"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parents[1] / "tiny_dit_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-dit = _helpers()
 TE_HIDDEN = 32                   # text-encoder width: the DiT context is 3 layers side by side
 CONTEXT = 3 * TE_HIDDEN
 # Qwen3 / Mistral keep head_dim 128 (a class attribute); the layers ComfyUI reads must exist.

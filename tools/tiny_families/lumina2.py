@@ -14,16 +14,14 @@
   use). 0.3.64's NextDiT takes no rope_theta / z_image_modulation / time_scale /
   pad_tokens_multiple, so configs keep only what the host's constructor accepts.
 """
-import importlib.util
 import inspect
 import io
-import pathlib
-import sys
 
 import comfy.ldm.lumina.model
 import comfy.supported_models as supported
 import comfy.supported_models_base
 import comfy.text_encoders.lumina2
+import ledits_tools_tiny_dit_models as dit   # tools/tiny_dit_models.py, registered by tools/tiny_models.py
 
 QWEN3 = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 2,
          "num_key_value_heads": 1}
@@ -43,17 +41,6 @@ UNETS = {
 _CORPUS = ("a photo of a red cat", "a dog with glasses on a sofa", "a lighthouse by the sea at night",
            "a red hat and a blue coat", "watercolor painting of a cat", "an old man in a garden",
            "blurry low quality photo", "a cat sitting on a chair next to a window")
-
-
-def _tiny_dit_models():
-    """tools/tiny_dit_models.py (fill, assemble), as tools/tiny_models.py loaded it."""
-    name = "ledits_tools_tiny_dit_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).resolve().parents[1]
-                                                      / "tiny_dit_models.py")
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def _accepted(config):
@@ -122,7 +109,7 @@ else:
 
 def build(layout, seed=0):
     """(ModelPatcher, CLIP, VAE) of a tiny Z-Image / Lumina 2, weights from `seed`."""
-    return _tiny_dit_models().assemble(CLASSES[layout], _accepted(UNETS[layout]), seed)
+    return dit.assemble(CLASSES[layout], _accepted(UNETS[layout]), seed)
 
 
 BUILDERS = {layout: (lambda seed=0, layout=layout: build(layout, seed)) for layout in CLASSES}

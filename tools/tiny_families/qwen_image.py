@@ -10,10 +10,7 @@ with a 32-wide, 2-layer one in its place (text prompts never reach it). The WAN 
 width from the weights (8 here, 0.9 M parameters); 0.3.64 fixes width 96. Docs: flow_models.md
 §5.3-5.4.
 """
-import importlib.util
 import inspect
-import pathlib
-import sys
 
 import torch
 
@@ -23,22 +20,11 @@ import comfy.supported_models as supported
 import comfy.supported_models_base
 import comfy.text_encoders.qwen_image
 import comfy.text_encoders.qwen_vl
+import ledits_tools_tiny_dit_models as dit   # tools/tiny_dit_models.py, registered by tools/tiny_models.py
 
 HOST_CLASS = "QwenImage"
 
 
-def _helpers():
-    """tools/tiny_dit_models.py (fill, assemble, bare_model), under the name tools/tiny_models.py gives it."""
-    name = "ledits_tools_tiny_dit_models"
-    if name not in sys.modules:
-        path = pathlib.Path(__file__).resolve().parents[1] / "tiny_dit_models.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
-
-dit = _helpers()
 TE_HIDDEN = 64
 # head_dim stays 128 (a class attribute of the config): q/k/v are 2 x 128 and 1 x 128 wide.
 QWEN25 = {"hidden_size": TE_HIDDEN, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
