@@ -96,15 +96,15 @@ class LEditsPPGuidedEdit(io.ComfyNode):
         latent_size = tuple(inversion.x_T.shape[-2:])
         never = torch.zeros(inversion.x_T.shape[0], 1, *inversion.x_T.shape[2:])   # (B, 1, [T,] H, W)
         final = [m if m is not None else never for m in guider.final_masks]
-        masks = mask_to_pixels(torch.cat([m.cpu() for m in final]) if final else never, latent_size,
-                               pixel_scale(model))
+        scale = pixel_scale(model)
+        masks = mask_to_pixels(torch.cat([m.cpu() for m in final]) if final else never, latent_size, scale)
         record = AttentionRecord(
             labels=tuple(c.label for c in concepts),
             thresholds=tuple(c.params.threshold for c in concepts),
             latent_size=latent_size,
             steps=tuple(tuple((None if a is None else a.cpu(), None if m is None else m.cpu())
                               for a, m in step) for step in guider.steps if step is not None),
-            final_masks=tuple(None if m is None else m.cpu() for m in guider.final_masks))
+            final_masks=tuple(None if m is None else m.cpu() for m in guider.final_masks), pixel_scale=scale)
         ui = safe(guided_edit_ui, model, edited, record, guider.final_masks)   # previews + step scrubber
         return io.NodeOutput({"samples": edited}, masks, record, ui=ui)
 

@@ -45,8 +45,9 @@ class LEditsPPMaskFromAttention(io.ComfyNode):
                                  tooltip="3x3 Gaussian smoothing before thresholding (as LEDITS++; clips: within "
                                          "each frame)."),
                 io.Combo.Input("resolution", options=["image", "latent"], default="image",
-                               tooltip="Size of the MASK. image: 8 pixels per latent cell (half the picture on "
-                                       "the /16 VAEs of Flux.2 and WAN 2.2 5B). latent: the latent's cells."),
+                               tooltip="Size of the MASK. image: the picture's size (the model's VAE scale: 8 or, "
+                                       "for Flux.2 and WAN 2.2 5B, 16 pixels per latent cell). latent: the "
+                                       "latent's cells."),
             ],
             outputs=[
                 io.Mask.Output(display_name="mask",
@@ -80,7 +81,7 @@ class LEditsPPMaskFromAttention(io.ComfyNode):
         ui = safe(mask_node_ui, attention, list(chosen), masks)   # the masks over the image, with a legend
         mask = torch.cat(masks)
         if resolution == "image":
-            mask = mask_to_pixels(mask, latent_size)
+            mask = mask_to_pixels(mask, latent_size, attention.pixel_scale)
         else:
             mask = mask.reshape(-1, *mask.shape[-2:]).cpu()      # one per image (and frame)
-        return io.NodeOutput(mask, heatmap(torch.cat(maps), latent_size), ui=ui)
+        return io.NodeOutput(mask, heatmap(torch.cat(maps), latent_size, attention.pixel_scale), ui=ui)

@@ -65,3 +65,4 @@ class AttentionRecord:
     latent_size: tuple
     steps: tuple
     final_masks: tuple          # per concept: (B, 1, H, W) latent-size mask of its last active step
+    pixel_scale: int = 8        # pixels per latent cell of the model's VAE (16: Flux.2, WAN 2.2 5B)

@@ -35,8 +35,11 @@ def test_wan_guided_edit_masks_have_the_pictures_size(load_wan, run_node, layout
     frames, h, w = 2, 6, 4
     inversion = invert(run_node, model, video_latent(layout, 1, frames, h, w, seed=3), 2, encode(run_node, clip, ""))[0]
     concepts = concepts_for(run_node, clip, [("a cat", 4.0, False, "intersect")])
-    masks = guided_edit(run_node, model, inversion, concepts)[1]
+    _, masks, record = guided_edit(run_node, model, inversion, concepts)
     assert masks.shape == (frames, scale * h, scale * w)
+    mask, heat = run_node("LEditsPPMaskFromAttention", attention=record, concept=0, step=-1, threshold=-1.0,
+                          smoothing=True, resolution="image")
+    assert mask.shape == (frames, scale * h, scale * w) and heat.shape == (frames, scale * h, scale * w, 3)
 
 
 def test_flux2_guided_edit_masks_have_the_pictures_size(comfy_host, run_node):
