@@ -1,50 +1,69 @@
-"""LEDITS++ on a flow-matching DiT (issue #10): the pack vs ComfyUI's own plain-sampler floor, in ONE process.
+"""LEDITS++ on a flow-matching DiT (issues #10, #16): the pack vs ComfyUI's own plain-sampler floor, in ONE process.
 
     COMFYUI_PATH=/root/ComfyUI /root/ComfyUI/.venv/bin/python bench/run_bench_dit.py --family sd35
+    ... bench/run_bench_dit.py --family wan21 --steps 2 --repeat 3 --threads 2
     ... bench/run_bench_dit.py --family flux --size 512 --steps 10 --device cuda
 
 The diffusion model has deterministic random weights of a real layout built from ComfyUI's own
-classes (weights are irrelevant to the time and memory of the same rows):
-* sd35: SD3.5-medium's full MMDiT (24 joint blocks, hidden 1536, 24 heads, RMS qk-norm, image-only
-  attention in blocks 0-12, context 4096 -> 1536); only its pooled-vector input is narrowed to the
-  tiny test CLIPs' width (a 128 x 1536 instead of 2048 x 1536 embedding layer);
-* flux: Flux.1's block width (hidden 3072, 24 heads, rope axes 16/56/56, guidance input) with 3
-  double + 6 single blocks instead of 19 + 38 (full Flux.1 is 12 B parameters, 48 GB in fp32, which
-  does not fit a 24 GiB machine); text width is the tiny T5's (64).
-The text encoders are the tiny test ones (tools/tiny_dit_models.py), so concept token positions are
-real. No VAE: the image is a random latent, since VAE time is the same on both sides.
+classes (weights are irrelevant to the time and memory of the same rows); bench/dit_rows.py says,
+per family, which layout (full, or a real-width slice with fewer blocks). The text encoders are the
+tiny test ones (tools/tiny_families), so concept token positions are real. No VAE: the image is a
+random latent, since VAE time is the same on both sides.
 
 Phases, each timed with wall time, model calls/rows and activation memory (peak RSS minus RSS before):
-pack Inversion (steps x 1 row) and Guided Edit (steps x (1 + concepts) rows, intersect masks: joint-
-attention capture at the default blocks + noise masks + guidance), the same edit with `blocks all`
-and with noise masks only (no capture), and the floor: plain KSampler runs (euler, cfg 1, so the row
-count is exact) with the same calls and rows.
+pack Inversion (steps x 1 row) and Guided Edit (steps x (1 + concepts) rows, intersect masks:
+attention capture at the family's `auto` blocks + noise masks + guidance), optionally the same edit
+with `blocks all` and with noise masks only (no capture), and the floor: plain KSampler runs (euler,
+cfg 1, so the row count is exact) with the same calls and rows. Pack and floor phases alternate
+(A/B/A/B, the order flipped every repeat) so machine load hits both; the report gives medians and
+the min-max spread of the per-repeat ratios.
 """
 import argparse
+import json
 import os
 import pathlib
 import shutil
+import statistics
 import sys
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.append(str(REPO / "bench"))
+from dit_rows import ROWS  # noqa: E402
+
+VARIANTS = {"auto": ("pack edit (intersect, auto blocks)", "auto", "intersect"),
+            "all": ("pack edit (intersect, all blocks)", "all", "intersect"),
+            "noise": ("pack edit (noise masks, no capture)", "auto", "noise")}
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--comfyui", default=os.environ.get("COMFYUI_PATH", "/root/ComfyUI").split(":")[0])
-    p.add_argument("--family", default="sd35", choices=["sd35", "flux"])
-    p.add_argument("--size", type=int, default=256, help="image size in pixels (square; latent = size / 8)")
+    p.add_argument("--family", default="sd35", choices=sorted(ROWS))
+    p.add_argument("--size", type=int, default=0, help="square image size in pixels (default: the family's)")
+    p.add_argument("--width", type=int, default=0)
+    p.add_argument("--height", type=int, default=0)
+    p.add_argument("--frames", type=int, default=0, help="video frames (WAN; default: the family's)")
     p.add_argument("--steps", type=int, default=4, help="kept inversion/edit steps")
     p.add_argument("--concepts", type=int, default=3)
+    p.add_argument("--variants", default="", help="edits to time, of auto,all,noise (default: all three for "
+                                                  "sd35/flux, auto for the others)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--repeat", type=int, default=1, help="repeat pack and floor phases, keep the fastest")
+    p.add_argument("--repeat", type=int, default=1, help="interleaved pack/floor repeats (median + spread)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
-    return p.parse_args()
+    p.add_argument("--one-call-floor", action="store_true", help="where the host splits the edit's rows into "
+                   "several calls, also time the floor with all rows in one call")
+    p.add_argument("--json", default="", help="also write the summary to this file")
+    args = p.parse_args()
+    row = ROWS[args.family]
+    args.width = args.width or args.size or row.size[0]
+    args.height = args.height or args.size or row.size[1]
+    args.frames = args.frames or row.frames
+    args.variants = (args.variants or ("auto,all,noise" if args.family in ("sd35", "flux") else "auto")).split(",")
+    return args
 
 
 ARGS = parse_args()
-sys.path.append(str(REPO / "bench"))
 from bench_host import call, init_comfy, prepare  # noqa: E402
 
 SCRATCH = prepare(ARGS.comfyui, ARGS.device)
@@ -57,53 +76,47 @@ if ARGS.threads:
     torch.set_num_threads(ARGS.threads)
 CONCEPTS = [("glasses", False), ("a cat", True), ("snow", False), ("a red hat", False)]
 
-SD35_MEDIUM = {"in_channels": 16, "patch_size": 2, "out_channels": 16, "depth": 24, "input_size": None,
-               "context_embedder_config": {"target": "torch.nn.Linear",
-                                           "params": {"in_features": 4096, "out_features": 1536}},
-               "num_patches": 384 ** 2, "pos_embed_max_size": 384, "pos_embed_scaling_factor": None,
-               "qk_norm": "rms", "x_block_self_attn_layers": list(range(13))}
-FLUX_WIDTH = {"hidden_size": 3072, "num_heads": 24, "axes_dim": [16, 56, 56], "depth": 3, "depth_single_blocks": 6}
-
 
 def Meter(model):
     return _Meter([model.model.diffusion_model], ARGS.device)
 
 
-def tiny_module():
+def tiny_models():
+    """tools/tiny_models.py by path (tools/ is no package), under the name the tests give it."""
     import importlib.util
     spec = importlib.util.spec_from_file_location("ledits_tools_tiny_models", REPO / "tools" / "tiny_models.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module.dit
-
-
-def build_model(dit):
-    """(ModelPatcher, CLIP) of the benchmark layout: the tiny family's config class (tiny CLIPs)
-    with the big diffusion-model config, random weights from a seeded generator."""
-    layout = "sd35" if ARGS.family == "sd35" else "flux"
-    unet = dict(dit.UNETS[layout])
-    unet.update(dict(SD35_MEDIUM, adm_in_channels=dit.SD3_POOLED) if layout == "sd35" else FLUX_WIDTH)
-    return dit.assemble(dit.CLASSES[layout], unet, seed=0, device=ARGS.device)[:2]
+    return module
 
 
 def time_capture():
-    """Wrap the pack's JointCaptureRequest.record (the one the loaded nodes use) with a timer: the
-    seconds spent computing concept maps, a figure the machine's load hardly moves, unlike the
-    difference of two wall times."""
-    spent = [0.0]
-    module = next(m for name, m in sys.modules.items() if name.endswith(".nodes.dit_capture")
-                  and pathlib.Path(getattr(m, "__file__", "/")).resolve().parent.parent == REPO)
-    record = module.JointCaptureRequest.record
+    """Wrap `record` of the pack's capture requests (joint attention, call order, cross attention)
+    with a timer: the seconds spent computing concept maps, a figure the machine's load hardly moves,
+    unlike the difference of two wall times. Nested calls (a subclass calling its base) count once."""
+    spent, depth = [0.0], [0]
+    names = (".nodes.dit_capture", ".nodes.cross_capture", ".nodes.unet_capture")
+    for name, module in list(sys.modules.items()):
+        if not name.endswith(names) or pathlib.Path(getattr(module, "__file__", "/")).resolve().parent.parent != REPO:
+            continue
+        for cls in vars(module).values():
+            if isinstance(cls, type) and cls.__module__ == module.__name__ and "record" in vars(cls):
+                cls.record = _timed(cls.record, spent, depth)
+    return spent
 
+
+def _timed(record_, spent, depth):
     def timed(self, *args, **kwargs):
+        depth[0] += 1
         started = time.perf_counter()
         try:
-            return record(self, *args, **kwargs)
+            return record_(self, *args, **kwargs)
         finally:
-            spent[0] += time.perf_counter() - started
-    module.JointCaptureRequest.record = timed
-    return spent
+            depth[0] -= 1
+            if not depth[0]:
+                spent[0] += time.perf_counter() - started
+    return timed
 
 
 def concepts(nodes, clip, n, mask_type):
@@ -114,87 +127,146 @@ def concepts(nodes, clip, n, mask_type):
     return chain
 
 
+def latent(batch, width, height, seed=None):
+    shape = ROWS[ARGS.family].latent_shape(batch, width, height, ARGS.frames)
+    if seed is None:
+        return {"samples": torch.zeros(shape)}
+    return {"samples": torch.randn(shape, generator=torch.Generator().manual_seed(seed))}
+
+
+def call_rows(model, fn):
+    """Rows of each diffusion-model call `fn` makes (a 1-step edit: the host's batching of one step's
+    conds; texts of different lengths go in separate calls on some families)."""
+    seen = []
+    hook = model.model.diffusion_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(int((args[0] if args else next(iter(kwargs.values()))).shape[0])),
+        with_kwargs=True)
+    try:
+        fn()
+    finally:
+        hook.remove()
+    return sorted(seen, reverse=True)
+
+
+def summarize(runs, rows):
+    """Medians of every phase and the per-repeat ratios pack / floor (median, min, max)."""
+    floor_of = {"pack inversion": "floor, 1 row"}
+    floor_of.update({VARIANTS[v][0]: f"floor, {rows} rows" for v in ARGS.variants})
+    out = {}
+    for key in runs[0]:
+        out[key] = {k: statistics.median(run[key][k] for run in runs) for k in ("s", "act_gib", "peak_gib")}
+        out[key].update(calls=runs[0][key]["calls"], rows=runs[0][key]["rows"])
+    ratios = {pack: [run[pack]["s"] / run[floor]["s"] for run in runs] for pack, floor in floor_of.items()}
+    edit = VARIANTS[ARGS.variants[0]][0]
+    one_call = f"floor, {rows} rows in 1 call"
+    if one_call in runs[0]:
+        floor_of[f"{edit}, vs 1 call"] = one_call
+        ratios[f"{edit}, vs 1 call"] = [run[edit]["s"] / run[one_call]["s"] for run in runs]
+    ratios["inversion + edit"] = [(run["pack inversion"]["s"] + run[edit]["s"]) /
+                                  (run["floor, 1 row"]["s"] + run[f"floor, {rows} rows"]["s"]) for run in runs]
+    return out, floor_of, {k: (statistics.median(v), min(v), max(v)) for k, v in ratios.items()}
+
+
 def main():
     started = time.perf_counter()
     nodes = init_comfy()
-    dit = tiny_module()
     base = rss()
-    model, clip = build_model(dit)
+    model, clip = ROWS[ARGS.family].build(tiny_models(), ARGS.device)
     import comfy.model_management
     comfy.model_management.load_models_gpu([model])
     params = sum(p.numel() for p in model.model.diffusion_model.parameters())
-    print(f"LEDITS++ DiT benchmark: {ARGS.family}, {params / 1e9:.2f} B parameters "
-          f"({params * 4 / 2**30:.1f} GiB fp32), RSS +{(rss() - base) / 2**30:.1f} GiB; {ARGS.size}x{ARGS.size}, "
-          f"{ARGS.steps} steps, {ARGS.concepts} concepts, {ARGS.device}; {machine(ARGS.device)}; {versions()}",
-          flush=True)
+    frames = f" x {ARGS.frames} frames" if ARGS.frames > 1 else ""
+    size = f"{ARGS.width}x{ARGS.height}{frames}"
+    print(f"LEDITS++ DiT benchmark: {ARGS.family} = {ROWS[ARGS.family].layout}; {params / 1e9:.2f} B parameters "
+          f"({params * 4 / 2**30:.1f} GiB fp32), RSS +{(rss() - base) / 2**30:.1f} GiB; {size}, {ARGS.steps} steps, "
+          f"{ARGS.concepts} concepts, {ARGS.device}; {machine(ARGS.device)}; {versions()}", flush=True)
     empty = call(nodes, "CLIPTextEncode", clip=clip, text="")[0]
-    latent_hw = ARGS.size // 8
-    image = {"samples": torch.randn(1, 16, latent_hw, latent_hw, generator=torch.Generator().manual_seed(1))}
+    image = latent(1, ARGS.width, ARGS.height, seed=1)
     chains = {m: concepts(nodes, clip, ARGS.concepts, m) for m in ("intersect", "noise")}
-    capture_all = call(nodes, "LEditsPPAttentionCapture", model=model, resolution="latent/4", include_middle=False,
-                       blocks="all")[0]
+    captured = {"auto": model}
+    if "all" in ARGS.variants:
+        captured["all"] = call(nodes, "LEditsPPAttentionCapture", model=model, resolution="latent/4",
+                               include_middle=False, blocks="all")[0]
 
-    def invert(steps, latent=image):
-        return call(nodes, "LEditsPPInversion", model=model, latent=latent, steps=steps, skip=0.15, seed=0,
+    def invert(steps, latent_=image):
+        return call(nodes, "LEditsPPInversion", model=model, latent=latent_, steps=steps, skip=0.15, seed=0,
                     schedule="exact", source_cfg=3.5, negative=empty)[0]
 
-    def edit(m, inversion, mask_type):
-        return call(nodes, "LEditsPPGuidedEdit", model=m, inversion=inversion, concepts=chains[mask_type], cfg=7.5,
-                    guidance_rescale=0.0)
+    def edit(variant, inversion):
+        _, blocks, mask_type = VARIANTS[variant]
+        return call(nodes, "LEditsPPGuidedEdit", model=captured[blocks], inversion=inversion,
+                    concepts=chains[mask_type], cfg=7.5, guidance_rescale=0.0)
 
-    def floor(rows):
-        latent = call(nodes, "EmptySD3LatentImage", width=ARGS.size, height=ARGS.size, batch_size=rows)[0]
-        return call(nodes, "KSampler", model=model, seed=0, steps=ARGS.steps, cfg=1.0, sampler_name="euler",
-                    scheduler="simple", positive=empty, negative=empty, latent_image=latent, denoise=1.0)[0]
+    def floor(rows, steps=ARGS.steps, width=ARGS.width, height=ARGS.height):
+        return call(nodes, "KSampler", model=model, seed=0, steps=steps, cfg=1.0, sampler_name="euler",
+                    scheduler="simple", positive=empty, negative=empty, latent_image=latent(rows, width, height),
+                    denoise=1.0)[0]
 
-    small = {"samples": torch.randn(1, 16, 8, 8)}            # warm-up of every path, not timed
-    warm = invert(1, small)
-    edit(model, warm, "intersect")
-    edit(capture_all, warm, "intersect")
+    warm = invert(1, latent(1, 128, 128, seed=2))            # warm-up of every path, not timed
+    split = call_rows(model, lambda: edit(ARGS.variants[0], warm))
+    for variant in ARGS.variants[1:]:
+        edit(variant, warm)
+    floor(1, 1, 128, 128)
+    del warm
     capture_s = time_capture()
-    best, capture = {}, {}
     rows = 1 + ARGS.concepts
-    for _ in range(max(1, ARGS.repeat)):
-        phases = {}
+    runs, capture = [], {}
+
+    def measure(label, what, fn):
+        before = capture_s[0]
         with Meter(model) as m:
-            inversion = invert(ARGS.steps)
-        phases["pack inversion"] = record("dit", f"pack inversion ({ARGS.steps} x 1 row)", m)
-        for label, m_, mask_type in (("pack edit (intersect, auto blocks)", model, "intersect"),
-                                     ("pack edit (intersect, all blocks)", capture_all, "intersect"),
-                                     ("pack edit (noise masks, no capture)", model, "noise")):
-            before = capture_s[0]
-            with Meter(model) as m:
-                edit(m_, inversion, mask_type)
-            phases[label] = record("dit", f"{label} ({ARGS.steps} x {rows} rows)", m)
-            capture[label] = min(capture.get(label, float("inf")), capture_s[0] - before)
-        for label, n in (("floor, 1 row", 1), (f"floor, {rows} rows", rows)):
-            with Meter(model) as m:
-                floor(n)
-            phases[label] = record("dit", f"{label} ({ARGS.steps} calls)", m)
-        for key, value in phases.items():
-            if key not in best or value["s"] < best[key]["s"]:
-                best[key] = value
+            out = fn()
+        phases[label] = record("dit", f"{label} ({what})", m)
+        capture.setdefault(label, []).append(capture_s[0] - before)
+        return out
+
+    for repeat in range(max(1, ARGS.repeat)):
+        phases = {}
+        pack_first = repeat % 2 == 0
+        inv_pair = [("pack inversion", f"{ARGS.steps} x 1 row", lambda: invert(ARGS.steps)),
+                    ("floor, 1 row", f"{ARGS.steps} calls", lambda: floor(1))]
+        inversion = None
+        for label, what, fn in (inv_pair if pack_first else inv_pair[::-1]):
+            out = measure(label, what, fn)
+            inversion = out if label == "pack inversion" else inversion
+        edits = [(VARIANTS[v][0], f"{ARGS.steps} x {rows} rows", lambda v=v: edit(v, inversion))
+                 for v in ARGS.variants]
+        edit_floor = (f"floor, {rows} rows", f"{ARGS.steps} x {'+'.join(map(str, split))} rows",
+                      lambda: [floor(n) for n in split])
+        if len(split) > 1 and ARGS.one_call_floor:   # the host's separate calls for texts of other lengths
+            edits.append((f"floor, {rows} rows in 1 call", f"{ARGS.steps} x {rows} rows", lambda: floor(rows)))
+        for label, what, fn in ([edits[0], edit_floor] + edits[1:] if pack_first else [edit_floor] + edits):
+            measure(label, what, fn)
+        runs.append(phases)
         del inversion
         free(ARGS.device)
 
-    print(f"\n{ARGS.family}: {ARGS.size}x{ARGS.size}, {ARGS.steps} steps, {ARGS.concepts} concepts "
-          f"(total run {time.perf_counter() - started:.0f} s)\n")
-    print("| phase | pack | floor | pack / floor | activation pack / floor (GiB) | calls / rows |")
+    medians, floor_of, ratios = summarize(runs, rows)
+    total = time.perf_counter() - started
+    print(f"\n{ARGS.family}: {ROWS[ARGS.family].layout}; {params / 1e9:.2f} B parameters; {size}, {ARGS.steps} "
+          f"steps, {ARGS.concepts} concepts; median of {len(runs)} interleaved repeats (total run {total:.0f} s)\n")
+    print("| phase | pack | floor | pack / floor (min-max) | activation pack / floor (GiB) | calls / rows |")
     print("|---|---|---|---|---|---|")
-    pairs = [("pack inversion", "floor, 1 row")] + [
-        (label, f"floor, {rows} rows") for label in best if label.startswith("pack edit")]
-    for pack_key, floor_key in pairs:
-        p, f = best[pack_key], best[floor_key]
-        print(f"| {pack_key} | {p['s']:.2f} s | {f['s']:.2f} s | {p['s'] / f['s']:.3f} | "
-              f"{p['act_gib']:.2f} / {f['act_gib']:.2f} | {p['calls']} / {p['rows']} |")
-    total_pack = best["pack inversion"]["s"] + best["pack edit (intersect, auto blocks)"]["s"]
-    total_floor = best["floor, 1 row"]["s"] + best[f"floor, {rows} rows"]["s"]
-    print(f"| inversion + edit (auto blocks) | {total_pack:.2f} s | {total_floor:.2f} s | "
-          f"{total_pack / total_floor:.3f} | | |")
-    for label, seconds in capture.items():
+    for pack_key, floor_key in floor_of.items():
+        p, f = medians[pack_key.replace(", vs 1 call", "")], medians[floor_key]
+        r = ratios[pack_key]
+        print(f"| {pack_key} | {p['s']:.2f} s | {f['s']:.2f} s | {r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) | "
+              f"{p['act_gib']:.2f} / {f['act_gib']:.2f} | {p['calls']} / {p['rows']} vs {f['calls']} / {f['rows']} |")
+    r = ratios["inversion + edit"]
+    print(f"| inversion + edit ({ARGS.variants[0]}) | | | {r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) | | |")
+    capture_share = {}
+    for label in (VARIANTS[v][0] for v in ARGS.variants):
+        seconds = statistics.median(capture[label])
         if seconds:
-            print(f"time inside the capture, {label}: {seconds:.2f} s = "
-                  f"{100 * seconds / best[label]['s']:.1f} % of that edit")
+            capture_share[label] = seconds / medians[label]["s"]
+            print(f"time inside the capture, {label}: {seconds:.2f} s = {100 * capture_share[label]:.1f} % of that edit")
+    if ARGS.json:
+        pathlib.Path(ARGS.json).write_text(json.dumps({
+            "family": ARGS.family, "layout": ROWS[ARGS.family].layout, "params": params, "size": size,
+            "steps": ARGS.steps, "concepts": ARGS.concepts, "repeats": len(runs), "total_s": total,
+            "peak_rss_gib": max(v["peak_gib"] for run in runs for v in run.values()),
+            "medians": medians, "ratios": ratios, "capture_share": capture_share, "runs": runs,
+            "machine": machine(ARGS.device), "versions": versions()}, indent=1))
     shutil.rmtree(SCRATCH, ignore_errors=True)
 
 
