@@ -18,7 +18,6 @@ from ..ledits_core.masks import resize_user_mask, with_frames
 from .capture import model_config, with_request
 from .families import with_guidance
 from .host_model import check_model
-from .ui_outputs import first_frame
 
 STEP_KEY = "ledits_pp_step"
 NEGATIVE, POSITIVE, FIRST_CONCEPT = 1, 0, 2
@@ -145,11 +144,12 @@ def _with_user_mask(params, mask):
 
 
 def _pool(mask):
-    """Masks are kept per step at 1/4 of the latent size: (B, h, w) -- enough for a preview (of
-    latents with frames, the first frame's, as the previews show)."""
-    m = first_frame(mask)[:, 0].float()
+    """Masks are kept per step at 1/4 of the latent size: (B, h, w), of latents with frames one per
+    frame (B, T, h, w) -- enough for the previews and the scrubber's frame slider."""
+    m = mask[:, 0].float()
     if min(m.shape[-2:]) >= 4:
-        m = torch.nn.functional.avg_pool2d(m[:, None], 4, ceil_mode=True)[:, 0]
+        m = torch.nn.functional.avg_pool2d(m.reshape(-1, 1, *m.shape[-2:]), 4, ceil_mode=True)
+        m = m.reshape(*mask.shape[:1], *mask.shape[2:-2], *m.shape[-2:])
     return m.detach()
 
 

@@ -4,6 +4,8 @@
 // extension only adds, after a run, to each Guided Edit node that reported the `ledits_pp_steps`
 // UI output (nodes/ui_outputs.py):
 //   * "preview step"  - a slider over the recorded edit steps,
+//   * "preview frame" - a slider over the clip's latent frames (only for clips, e.g. WAN video: the
+//                       payload carries up to 16 evenly spaced latent frames),
 //   * "preview image" - which image of the batch (only when batch > 1),
 //   * "preview shows" - masks, attention or both,
 //   * a canvas widget that draws that step's masks/attention per concept over a latent preview of
@@ -19,6 +21,7 @@ const UI_KEY = "ledits_pp_steps";
 const EDIT_NODE = "LEditsPPGuidedEdit";
 const STATE = "__ledits_pp";
 const W_STEP = "preview step";
+const W_FRAME = "preview frame";
 const W_IMAGE = "preview image";
 const W_VIEW = "preview shows";
 const W_CANVAS = "ledits_pp_scrubber";
@@ -35,10 +38,12 @@ function decodeBase64(text) {
 }
 
 function parsePayload(p) {
-  if (!p || p.version !== 1 || !Array.isArray(p.labels) || !p.labels.length) return null;
+  if (!p || (p.version !== 1 && p.version !== 2) || !Array.isArray(p.labels) || !p.labels.length) return null;
   const [h, w] = p.grid;
+  const frames = Array.isArray(p.frames) && p.frames.length ? p.frames : [0];   // version 1: images
+  const totalFrames = p.total_frames ?? 1;
   const bytes = decodeBase64(p.data);
-  const expected = p.steps.length * p.labels.length * p.batch * 2 * h * w;
+  const expected = p.steps.length * p.labels.length * p.batch * frames.length * 2 * h * w;
   if (bytes.length !== expected) {
     console.warn(`[${EXTENSION}] step data has ${bytes.length} bytes, expected ${expected}; not shown`);
     return null;
@@ -48,7 +53,7 @@ function parsePayload(p) {
     img.src = url;
     return img;
   });
-  return { ...p, h, w, bytes, backgrounds };
+  return { ...p, h, w, frames, totalFrames, bytes, backgrounds };
 }
 
 function hexToRgb(hex) {
@@ -56,13 +61,13 @@ function hexToRgb(hex) {
   return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
 
-// offset of (step n, concept c, image b, kind k: 0 mask / 1 attention) in the byte array
-function offset(d, n, c, b, k) {
+// offset of (step n, concept c, image b, frame f, kind k: 0 mask / 1 attention) in the byte array
+function offset(d, n, c, b, f, k) {
   const cells = d.h * d.w;
-  return ((((n * d.labels.length + c) * d.batch + b) * 2 + k) * cells);
+  return (((((n * d.labels.length + c) * d.batch + b) * d.frames.length + f) * 2 + k) * cells);
 }
 
-function layerCanvas(d, n, c, b, view) {
+function layerCanvas(d, n, c, b, f, view) {
   const cells = d.h * d.w;
   const [r, g, bl] = hexToRgb(d.colors[c]);
   const canvas = document.createElement("canvas");
@@ -71,8 +76,9 @@ function layerCanvas(d, n, c, b, view) {
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(d.w, d.h);
   const flags = d.flags[n][c];
-  const mask = flags & 1 ? d.bytes.subarray(offset(d, n, c, b, 0), offset(d, n, c, b, 0) + cells) : null;
-  const attn = flags & 2 ? d.bytes.subarray(offset(d, n, c, b, 1), offset(d, n, c, b, 1) + cells) : null;
+  const at = (k) => offset(d, n, c, b, f, k);
+  const mask = flags & 1 ? d.bytes.subarray(at(0), at(0) + cells) : null;
+  const attn = flags & 2 ? d.bytes.subarray(at(1), at(1) + cells) : null;
   for (let i = 0; i < cells; i++) {
     let a = 0;
     if ((view === "masks" || view === "both") && mask) a = Math.max(a, mask[i] * 0.6);
@@ -112,6 +118,7 @@ function drawScrubber(ctx, node, width, y) {
   if (!d) return;
   const n = Math.max(0, Math.min(d.steps.length - 1, state.step));
   const b = Math.max(0, Math.min(d.batch - 1, state.image));
+  const f = Math.max(0, Math.min(d.frames.length - 1, state.frame));
   const [pw, ph] = pictureSize(d, width);
   const x0 = Math.round((width - pw) / 2);
   const top = y + 20;
@@ -121,10 +128,11 @@ function drawScrubber(ctx, node, width, y) {
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
   const image = d.batch > 1 ? `, image ${b + 1}/${d.batch}` : "";
-  ctx.fillText(`LEDITS++ step ${d.steps[n] + 1}/${d.total_steps}${image}`, x0, y + 10);
+  const frame = d.totalFrames > 1 ? `, frame ${d.frames[f] + 1}/${d.totalFrames}` : "";
+  ctx.fillText(`LEDITS++ step ${d.steps[n] + 1}/${d.total_steps}${frame}${image}`, x0, y + 10);
   ctx.fillStyle = "#111";
   ctx.fillRect(x0, top, pw, ph);
-  const bg = d.backgrounds[b];
+  const bg = d.backgrounds[b * d.frames.length + f] ?? d.backgrounds[b];
   if (bg && bg.complete && bg.naturalWidth) {
     ctx.imageSmoothingEnabled = true;
     ctx.globalAlpha = 0.85;
@@ -136,9 +144,9 @@ function drawScrubber(ctx, node, width, y) {
   }
   ctx.imageSmoothingEnabled = false;
   // the canvas redraws on every mouse move: build the overlays once per (step, image, view)
-  const key = `${n}/${b}/${state.view}`;
+  const key = `${n}/${b}/${f}/${state.view}`;
   if (state.layersKey !== key) {
-    state.layers = d.labels.map((_, c) => layerCanvas(d, n, c, b, state.view));
+    state.layers = d.labels.map((_, c) => layerCanvas(d, n, c, b, f, state.view));
     state.layersKey = key;
   }
   const rows = state.layers;
@@ -197,6 +205,25 @@ function ensureWidgets(node) {
   step.value = state.step + 1;
   step.disabled = d.steps.length < 2;
 
+  // clips: a slider over the latent frames in the payload (the canvas title says which frame of all)
+  let frame = findWidget(node, W_FRAME);
+  if (!frame && d.frames.length > 1) {
+    frame = noSerialize(node.addWidget("slider", W_FRAME, 1, (value) => {
+      const s = node[STATE];
+      if (!s?.data) return;
+      s.frame = Math.max(0, Math.min(s.data.frames.length - 1, Math.round(Number(value) || 1) - 1));
+      const w = findWidget(node, W_FRAME);
+      if (w) w.value = s.frame + 1;
+      redraw(node);
+    }, { min: 1, max: 2, step: 10, step2: 1, precision: 0, round: 1, serialize: false }));
+  }
+  if (frame) {
+    frame.options.min = 1;
+    frame.options.max = Math.max(2, d.frames.length);
+    frame.value = state.frame + 1;
+    frame.disabled = d.frames.length < 2;
+  }
+
   let view = findWidget(node, W_VIEW);
   if (!view) {
     view = noSerialize(node.addWidget("combo", W_VIEW, state.view, (value) => {
@@ -251,6 +278,7 @@ function onStepsOutput(node, output) {
     data,
     step: data.steps.length - 1,           // open on the final step (= the final masks)
     image: previous ? Math.min(previous.image, data.batch - 1) : 0,
+    frame: previous ? Math.min(previous.frame ?? 0, data.frames.length - 1) : 0,
     view: previous?.view ?? "masks",
   };
   ensureWidgets(node);
