@@ -15,7 +15,7 @@ from .values import AttentionRecord, BaseGuidance
 def edit_base(inversion, positive, negative, cfg, model):
     """The edit's base: the inversion's own guidance unless a target prompt or negative is given
     (keeping the inversion's makes 'no concepts' an exact reconstruction). The distilled guidance
-    of a Flux dev model always stays the inversion's."""
+    of a guidance-distilled model (Flux.1 / Flux.2 dev) always stays the inversion's."""
     if inversion is not None and positive is None and negative is None:
         return inversion.base
     family = check_model(model, "LEDITS++")
@@ -41,7 +41,9 @@ def check_concepts(concepts, model, node, batch=None):
         if width is not None and got != width:
             raise ValueError(
                 f"{node}: concept '{concept.text}' was encoded with a CLIP of width {got}, but this model "
-                f"expects {width}; use the CLIP from the same checkpoint as the MODEL (SD3/Flux: its text encoders)")
+                f"expects {width}; use the CLIP from the same checkpoint as the MODEL (separate files: that "
+                "family's text encoders in the loader its templates use, e.g. DualCLIPLoader type flux, "
+                "CLIPLoader type qwen_image)")
 
 
 def edit_inputs(optional_inversion):
@@ -78,7 +80,8 @@ class LEditsPPGuidedEdit(io.ComfyNode):
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The edited latent."),
                 io.Mask.Output(display_name="masks",
-                               tooltip="Final mask of every concept (concept-major: c0 img0, c0 img1, c1 ...)."),
+                               tooltip="Final mask of every concept (concept-major: c0 img0, c0 img1, c1 ...); clips: "
+                                       "one per latent frame (c0 img0 f0, c0 img0 f1, ...)."),
                 Attention.Output(display_name="attention",
                                  tooltip="Per-step attention maps and masks, for LEDITS++ Mask From Attention."),
             ],

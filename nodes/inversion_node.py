@@ -40,7 +40,7 @@ class LEditsPPInversion(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip=f"A model of a family LEDITS++ edits on this ComfyUI ({SUPPORTED}). "
                                                 "Use the same model for the edit."),
-                io.Latent.Input("latent", tooltip="The image to edit, from VAE Encode."),
+                io.Latent.Input("latent", tooltip="The image (or WAN clip) to edit, from VAE Encode."),
                 io.Int.Input("steps", default=30, min=1, max=1000,
                              tooltip="Solver steps of inversion and edit (kept after skip). 20-50 is typical."),
                 io.Float.Input("skip", default=0.15, min=0.0, max=0.95, step=0.01,
@@ -60,14 +60,17 @@ class LEditsPPInversion(io.ComfyNode):
                                      "capped to what fits in free memory; the replay then matches to float "
                                      "round-off). 1 = one step at a time: the replay is bit-exact."),
                 io.Float.Input("flux_guidance", default=-1.0, min=-1.0, max=100.0, step=0.1, optional=True,
-                               tooltip="Guidance-distilled models (Flux dev/Krea): the distilled guidance of every "
-                                       "prediction of the inversion and the edit. -1 = auto: what a FluxGuidance "
-                                       "node put on `negative`/`positive`, else 3.5. Other models ignore it."),
+                               tooltip="Guidance-distilled models (Flux.1 dev/Krea, Flux.2 dev): the distilled "
+                                       "guidance of every prediction of the inversion and the edit. -1 = auto: "
+                                       "what a FluxGuidance node put on `negative`/`positive`, else 3.5. Other "
+                                       "models ignore it."),
                 io.Conditioning.Input("positive", optional=True,
                                       tooltip="Optional source prompt describing the image."),
                 io.Conditioning.Input("negative", optional=True,
                                       tooltip="Unconditional prompt, e.g. CLIP Text Encode of an empty text. "
-                                              "Unconnected: zero conditioning (as diffusers uses for SDXL)."),
+                                              "Unconnected: zero conditioning shaped like this model's empty "
+                                              "prompt (what ConditioningZeroOut gives; the help page lists it "
+                                              "per family)."),
                 io.Sigmas.Input("sigmas", optional=True,
                                 tooltip="Optional schedule from any scheduler node; overrides steps. `skip` "
                                         "still drops the noisiest part."),

@@ -74,6 +74,6 @@ def distilled_guidance(family, model, value, *conditionings):
     return FLUX_DEFAULT_GUIDANCE
 
 
-__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "FLUX2", "LUMINA2", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "Family", "JointDiTFamily",
-           "check_conditioning", "check_model", "concept_layout", "distilled_guidance", "family_of",
-           "with_guidance"]
+__all__ = ["ALL_FAMILIES", "CHROMA", "FAMILIES", "FLUX", "FLUX2", "Family", "HIDREAM", "JointDiTFamily",
+           "LUMINA2", "QWEN_IMAGE", "SD3", "SUPPORTED", "UNET", "WAN", "check_conditioning", "check_model",
+           "concept_layout", "distilled_guidance", "family_of", "with_guidance"]
