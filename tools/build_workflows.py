@@ -235,7 +235,7 @@ def video_edit_workflow():
     wf.link(26, 0, 27, "video")
     wf.node(11, "MaskToImage", (1620, 1270))
     wf.link(8, 1, 11, "mask")
-    wf.node(12, "PreviewImage", (1620, 1390), title="Concept masks (every frame of each concept)",
+    wf.node(12, "PreviewImage", (1620, 1390), title="Concept masks (per latent frame and concept)",
             size=[400, 360])
     wf.link(11, 0, 12, "images")
     wf.group("4. Edit, decode, save the clip", [8, 9, 26, 27, 11, 12], COLORS["edit"])

@@ -129,8 +129,8 @@ every frame.
 3. Each Edit Concept is one instruction: "glasses" is added, "cat" is removed (reverse = remove).
 4. Guided Edit replays the inversion with the concepts applied inside their own masks, frame by
    frame; Create Video (set fps to your clip's; WAN 2.1 makes 16 fps) and Save Video write the clip.
-   Guided Edit's MASK is one mask per frame and concept (all frames of the first concept, then the
-   second's): the preview shows them all.
+   Guided Edit's MASK is one mask per latent frame and concept (33 frames -> 9 latent frames; the
+   first concept's masks, then the second's): the preview shows them all.
 Real CFG: the empty prompt is the unconditional prediction (WAN templates run cfg 6: source_cfg /
 cfg 6 are set for a source / target prompt on `positive`). Masks come from the cross-attention of
 each frame's tokens to the concept's umT5 tokens.

@@ -3,7 +3,10 @@ its own layout, the checkpoint loader swapped for the in-memory tiny model of it
 the front end; once the previews (mask previews, step scrubber, images) have arrived, no two node
 rectangles overlap and every node that shows images is big enough for them.
 
-Skips with one loud line when chromium or playwright is missing (see ledits_browser.open_browser).
+The video template (WAN) loads a 5-frame clip and shows its result in Save Video's <video>
+preview, which must load and fit its node too. Templates of a family this host lacks (Flux.2,
+Z-Image before ComfyUI 0.33) skip with the reason. Skips with one loud line when chromium or
+playwright is missing (see ledits_browser.open_browser).
 """
 import json
 import pathlib
@@ -15,7 +18,9 @@ from ledits_browser import open_browser
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-LAYOUT_OF = {"sdxl": "sdxl", "sd35": "sd35", "flux": "flux"}     # file-name part -> tiny layout (else sd15)
+# file-name part -> tiny layout (else sd15); matched longest first ("flux2" before "flux")
+LAYOUT_OF = {"sdxl": "sdxl", "sd35": "sd35", "flux": "flux", "flux2": "flux2_dev", "qwen_image": "qwen_image",
+             "z_image": "zimage", "hidream": "hidream", "chroma": "chroma", "wan": "wan21"}
 RUN_TIMEOUT_S = 600
 
 browser = pytest.fixture(scope="module")(open_browser)
@@ -47,7 +52,8 @@ SWAP_LOADER = """async ([layout, image, seed]) => {
     for (const n of g.nodes) {
         for (const w of n.widgets || []) {
             if (n.type === "LoadImage" && w.name === "image") w.value = image;
-            if (n.type === "LEditsPPInversion" && w.name === "steps") w.value = 4;
+            if (n.type === "LoadVideo" && w.name === "file") w.value = image;
+            if ((n.type === "LEditsPPInversion" || n.type === "Flux2Scheduler") && w.name === "steps") w.value = 4;
             if (n.type === "LEditsPPInversion" && w.name === "seed") w.value = seed;
             if (w.name === "control_after_generate") w.value = "fixed";
         }
@@ -67,6 +73,19 @@ LAYOUT_STATE = """() => {
 }"""
 
 
+# Save Video shows its clip in a <video> element (a DOM widget the front end sizes itself), not in
+# node.imgs: shown = its first frame decoded and the element's centre not covered by anything else.
+VIDEO_SHOWN = """(names) => names.every(name => [...document.querySelectorAll('video')].some(v => {
+    if (!decodeURIComponent(v.currentSrc || v.src || '').includes(name) || v.readyState < 2 || !v.videoWidth) return false;
+    const r = v.getBoundingClientRect();
+    const top = r.width > 0 && r.height > 0 && document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+    return !!top && (top === v || v.contains(top)); }))"""
+
+
+def layout_of(stem):
+    return next((LAYOUT_OF[k] for k in sorted(LAYOUT_OF, key=len, reverse=True) if k in stem), "sd15")
+
+
 def overlaps(a, b):
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
@@ -74,16 +93,30 @@ def overlaps(a, b):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_template_after_a_run_has_no_overlaps(browser, server, path):
+def test_template_after_a_run_has_no_overlaps(browser, server, comfy_host, path, capsys):
     from PIL import Image
-    image = f"template_{path.stem}.png"
-    Image.new("RGB", (128, 96), (180, 90, 40)).save(server.base / "input" / image)
-    layout = next((v for k, v in LAYOUT_OF.items() if k in path.stem), "sd15")
+    from test_workflows import write_clip
+    layout = layout_of(path.stem)
+    skipped = comfy_host["tiny"].SKIPPED_LAYOUTS
+    if layout in skipped:
+        reason = f"{path.stem}: ComfyUI {comfy_host['version']} lacks this family: {skipped[layout]}"
+        with capsys.disabled():
+            print(f"\n[browser template] SKIPPED {reason}")
+        pytest.skip(reason)
+    video = any(n["type"] == "LoadVideo" for n in json.loads(path.read_text())["nodes"])
+    image = f"template_{path.stem}.{'mp4' if video else 'png'}"
+    if video:
+        write_clip(server.base / "input" / image, (128, 96), seed=1)
+    else:
+        Image.new("RGB", (128, 96), (180, 90, 40)).save(server.base / "input" / image)
+    started = time.monotonic()
     browser.load_ui_workflow(json.loads(path.read_text()), path.name)
     browser.js(SWAP_LOADER, [layout, image, random.Random(time.time_ns()).randrange(1, 10**6)])
     entry = server.wait(browser.queue_from_front_end(), timeout=RUN_TIMEOUT_S)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
-    shown = {node_id for node_id, out in entry["outputs"].items() if out.get("images")}
+    clips = {node_id: [i["filename"] for i in out["images"]] for node_id, out in entry["outputs"].items()
+             if any(i["filename"].lower().endswith((".mp4", ".webm")) for i in out.get("images", []))}
+    shown = {node_id for node_id, out in entry["outputs"].items() if out.get("images")} - set(clips)
     # the whole graph in view: front end 1.27 loads a node's preview images only when it draws the node
     browser.js("() => { app.canvas.ds.scale = 0.45; app.canvas.ds.offset[0] = 20; app.canvas.ds.offset[1] = 60; "
                "app.canvas.setDirty(true, true); }")
@@ -91,6 +124,9 @@ def test_template_after_a_run_has_no_overlaps(browser, server, path):
         return ids.every(id => {{ const n = app.graph.getNodeById(Number(id)) || app.graph.getNodeById(id);
             return n && n.imgs && n.imgs.length && n.imgs.every(i => i.complete && i.naturalWidth > 0); }}); }}""",
                                    timeout=30000)
+    if clips:
+        browser.page.wait_for_function(VIDEO_SHOWN, arg=sorted(n for names in clips.values() for n in names),
+                                       timeout=30000)
     browser.page.wait_for_timeout(500)            # the front end resizes nodes for their previews
     nodes = browser.js(LAYOUT_STATE)
     browser.shot(f"template_after_run_{path.stem}")
@@ -101,3 +137,6 @@ def test_template_after_a_run_has_no_overlaps(browser, server, path):
                if n["images"] and n["rect"][3] - 30 + 1 < n["min_height"]]
     assert not cramped, f"{path.stem}: nodes too small for what they show: {cramped}"
     assert all(n["loaded"] for n in nodes if n["images"])
+    with capsys.disabled():
+        print(f"\n[browser template] {path.stem} on ComfyUI {comfy_host['version']} (tiny {layout}): "
+              f"{time.monotonic() - started:.1f} s from load to checked previews")
