@@ -43,9 +43,10 @@ def edits(scene):
     colour, shape = scene.objects[0]
     rest = scene.objects[1:]
     used = {c for c, _ in scene.objects}
-    new_colour = _unused(list(world.COLOURS), used, scene.seed)
-    new_shape = world.SHAPES[scene.seed % len(world.SHAPES)]
-    new_bg = _unused(list(world.BACKGROUNDS), {scene.background}, scene.seed)
+    words = world.VARIANTS[scene.variant]                   # edits use the words the model learned
+    new_colour = _unused(list(words["colours"]), used, scene.seed)
+    new_shape = words["shapes"][scene.seed % len(words["shapes"])]
+    new_bg = _unused(list(words["backgrounds"]), {scene.background}, scene.seed)
     phrase = world.object_phrase(colour, shape)
     without = world.caption(rest, scene.background) if rest else f"a {scene.background}"
     empty = torch.zeros_like(scene.masks[0])

@@ -83,7 +83,7 @@ def run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negati
     return P.decode(vae, out), masks[0] > 0.5, record
 
 
-def measure_scene(layout, model, clip, vae, scene, steps):
+def measure_scene(layout, model, clip, vae, scene, steps, edit_names=None, removal_methods=REMOVAL_METHODS):
     rows, mask_rows = [], []
     latent = P.encode(vae, scene.image)
     round_trip = P.decode(vae, latent)
@@ -92,7 +92,9 @@ def measure_scene(layout, model, clip, vae, scene, steps):
     floor = {"change_vs_input": E.change(round_trip, scene.image, torch.ones_like(scene.masks[0])),
              "psnr": E.psnr(round_trip, scene.image, torch.ones_like(scene.masks[0]))}
     for edit in E.edits(scene):
-        for method in (REMOVAL_METHODS if edit.name == "remove" else OTHER_METHODS):
+        if edit_names and edit.name not in edit_names:
+            continue
+        for method in (removal_methods if edit.name == "remove" else OTHER_METHODS):
             picture, final, record = run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negative)
             row = E.scores(edit, scene, picture, round_trip, final)
             rows.append(dict(row, layout=layout, scene=scene.seed, edit=edit.name, method=method))
@@ -148,6 +150,9 @@ def main():
     ap.add_argument("--seeds", default="0", help="training seeds of the models")
     ap.add_argument("--scenes", type=int, default=16)
     ap.add_argument("--steps", type=int, default=30, help="Inversion steps (the node's default: 30)")
+    ap.add_argument("--edits", default="remove,change,add,background")
+    ap.add_argument("--methods", default=",".join(REMOVAL_METHODS), help="removal methods to run")
+    ap.add_argument("--config", default="{}", help="JSON overrides of shapes_models.DEFAULTS")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -156,11 +161,13 @@ def main():
     rows, mask_rows, floors = [], [], {}
     for layout in args.layouts.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            model, clip, vae, info = shapes_models.trained_model(layout, seed, log=log)
+            model, clip, vae, info = shapes_models.trained_model(layout, seed, log=log, **json.loads(args.config))
             t0 = time.perf_counter()
+            variant = info["config"].get("world", "full")
             with P.per_step_masks():
-                for scene in world.held_out(args.scenes):
-                    r, m, floor = measure_scene(f"{layout} s{seed}", model, clip, vae, scene, args.steps)
+                for scene in world.held_out(args.scenes, variant=variant):
+                    r, m, floor = measure_scene(f"{layout} s{seed}", model, clip, vae, scene, args.steps,
+                                                args.edits.split(","), args.methods.split(","))
                     rows += r
                     mask_rows += m
                     floors.setdefault(f"{layout} s{seed}", []).append(floor)

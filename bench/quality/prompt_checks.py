@@ -24,8 +24,8 @@ def captions_of(model, clip, layout):
 
 
 @torch.no_grad()
-def caption_losses(model, captions, layout, n=48):
-    scenes = world.held_out(n)
+def caption_losses(model, captions, layout, variant="full", n=48):
+    scenes = world.held_out(n, variant=variant)
     x0 = shapes_vae.latent_of(torch.stack([s.image for s in scenes]), shapes_models.LATENT_CHANNELS[layout])
     texts = [s.caption for s in scenes]
     g = torch.Generator().manual_seed(7)
@@ -75,8 +75,8 @@ def colours_present(latents, min_cells=4):
 
 
 @torch.no_grad()
-def generation_hits(model, captions, n=32):
-    scenes = world.held_out(n)
+def generation_hits(model, captions, variant="full", n=32):
+    scenes = world.held_out(n, variant=variant)
     present = colours_present(generate(model, captions, [s.caption for s in scenes]))
     hits = total = chance_hits = chance_total = 0
     for i, s in enumerate(scenes):
@@ -91,9 +91,9 @@ def generation_hits(model, captions, n=32):
     return hits / total, chance_hits / max(1, chance_total)
 
 
-def summary(model, clip, layout):
+def summary(model, clip, layout, variant="full"):
     captions = captions_of(model, clip, layout)
-    losses = caption_losses(model, captions, layout)
-    hit, chance = generation_hits(model, captions)
+    losses = caption_losses(model, captions, layout, variant)
+    hit, chance = generation_hits(model, captions, variant)
     parts = [f"σ {level:g}: {row[0]:.3f} / {row[1]:.3f} (zero {row[2]:.3f})" for level, row in losses.items()]
     return "; ".join(parts) + f" | {hit:.2f} / {chance:.2f}"

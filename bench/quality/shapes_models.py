@@ -15,6 +15,7 @@ Trained checkpoints are cached in CACHE (override: LEDITS_QUALITY_CACHE), keyed 
 training config and world.py/vae.py; a file loads through CheckpointLoaderSimple once the tiny
 classes are registered (tools/tiny_models.register()).
 """
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -36,8 +37,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
 LATENT_CHANNELS = {"sd15": 4, "sd3": 16}
-DEFAULTS = {"sd15": {"steps": 400, "batch": 12, "lr": 2e-3, "token_std": 1.0},
-            "sd3": {"steps": 500, "batch": 16, "lr": 2e-3, "token_std": 1.0},
+# world: shapes_world variant; word_lr: learning rate of the text encoders' token tables (0: frozen)
+DEFAULTS = {"sd15": {"steps": 400, "batch": 12, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2},
+            "sd3": {"steps": 500, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2},
             "vae4": {"steps": 60, "batch": 4, "lr": 5e-4},
             "vae16": {"steps": 60, "batch": 4, "lr": 5e-4}}
 
@@ -85,7 +87,7 @@ class Captions:
     """Encodes captions with the model's frozen CLIP once each: (context, extra conds)."""
 
     def __init__(self, clip, layout, zero):
-        self.clip, self.layout, self.cache = clip, layout, {}
+        self.clip, self.layout, self.cache, self.tokens = clip, layout, {}, {}
         self.zero = zero                                   # the pack's zero conditioning
 
     def encode(self, text):
@@ -97,8 +99,21 @@ class Captions:
             self.cache[text] = (cond.float(), {"y": pooled.float()} if self.layout == "sd3" else {})
         return self.cache[text]
 
-    def batch(self, texts):
-        items = [self.encode(t) for t in texts]
+    def trained(self, text):
+        """Like encode, but through the CLIP with gradients (the word table is being trained)."""
+        if text is None:
+            return self.zero
+        if text not in self.tokens:
+            self.tokens[text] = self.clip.tokenize(text)
+        cond, pooled = self.clip.encode_from_tokens(self.tokens[text], return_pooled=True)
+        return cond.float(), {"y": pooled.float()} if self.layout == "sd3" else {}
+
+    def batch(self, texts, grad=False):
+        if grad:
+            unique = {t: self.trained(t) for t in dict.fromkeys(texts)}
+            items = [unique[t] for t in texts]
+        else:
+            items = [self.encode(t) for t in texts]
         context = torch.cat([c for c, _ in items])
         extra = {k: torch.cat([e[k] for _, e in items]) for k in items[0][1]}
         return context, extra
@@ -142,29 +157,69 @@ def draw_sigma(model, layout, n, g):
     return (shift * s / (1 + (shift - 1) * s)).clamp(1e-3, 1.0)
 
 
-def train(patcher, captions, layout, steps, batch, lr, seed, log=print):
+@contextlib.contextmanager
+def differentiable_text(clip):
+    """ComfyUI's CLIP layers add their residuals in place (x += f(norm(x))), which autograd refuses
+    once the norm saved x. While the word table trains, each layer norm gets a copy of its input."""
+    hooks = [m.register_forward_pre_hook(lambda _m, args: (args[0].clone(),) + tuple(args[1:]))
+             for name, m in clip.cond_stage_model.named_modules() if name.endswith(("layer_norm1", "layer_norm2"))]
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def word_tables(clip):
+    return [p for name, p in clip.cond_stage_model.named_parameters() if name.endswith("token_embedding.weight")]
+
+
+def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_variant="full", word_lr=0.0):
+    """Trains the denoiser; with word_lr > 0 also the text encoders' token embedding tables (the
+    rest of each text encoder stays frozen): the denoiser and the words learn to meet."""
     model = patcher.model
     net = model.diffusion_model
-    channels = LATENT_CHANNELS[layout]
     g = torch.Generator().manual_seed(seed)
     for p in net.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
-    curve, run, t0 = [], 0.0, time.perf_counter()
+    groups = [{"params": list(net.parameters()), "base": lr}]
+    if word_lr:
+        words = word_tables(captions.clip)
+        stored = [p.dtype for p in words]
+        for p in words:                        # the CLIP keeps them in fp16: Adam needs float32
+            p.data = p.data.float()
+            p.requires_grad_(True)
+        groups.append({"params": words, "base": word_lr})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
+    curve, t0 = [], time.perf_counter()
     net.train()
+    with differentiable_text(captions.clip) if word_lr else contextlib.nullcontext():
+        _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, bool(word_lr), log, curve, t0)
+    net.eval()
+    for p in list(net.parameters()) + word_tables(captions.clip):
+        p.requires_grad_(False)
+    if word_lr:
+        for p, dtype in zip(words, stored):
+            p.data = p.data.to(dtype)
+    captions.cache.clear()
+    return curve, time.perf_counter() - t0
+
+
+def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, grad_words, log, curve, t0):
+    channels, run = LATENT_CHANNELS[layout], 0.0
     for step in range(1, steps + 1):
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
-        scenes = world.training_batch(batch, g)
+            group["lr"] = group["base"] * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        scenes = world.training_batch(batch, g, world_variant)
         x0 = vae_module.latent_of(torch.stack([s.image for s in scenes]), channels)
-        context, extra = captions.batch([training_caption(s, g) for s in scenes])
+        context, extra = captions.batch([training_caption(s, g) for s in scenes], grad=grad_words)
         sigma = draw_sigma(model, layout, batch, g)
         eps = torch.randn(x0.shape, generator=g)
         x = noisy(model, x0, sigma, eps)
         loss = F.mse_loss(predict(model, x, sigma, context, extra), (x - x0) / sigma.reshape(-1, 1, 1, 1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], 1.0)
         opt.step()
         run += float(loss.detach())
         if step % 50 == 0 or step == steps:
@@ -172,10 +227,6 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print):
             curve.append((step, run / n))
             log(f"  [{layout}] step {step:5d} loss {run / n:.4f} ({time.perf_counter() - t0:.0f} s)")
             run = 0.0
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return curve, time.perf_counter() - t0
 
 
 def zero_for(patcher, clip, layout):
@@ -229,6 +280,7 @@ def trained_model(layout, seed=0, log=print, **overrides):
         p.requires_grad_(False)
     captions = Captions(clip, layout, zero_for(patcher, clip, layout))
     curve, seconds = train(patcher, captions, layout, seed=seed + 1 + len(before["curve"]), log=log,
+                           world_variant=config.get("world", "full"), word_lr=config.get("word_lr", 0.0),
                            **{k: v for k, v in config.items() if k in ("steps", "batch", "lr")})
     curve, seconds = before["curve"] + curve, before["train_s"] + seconds
     vae, vae_info = trained_vae(LATENT_CHANNELS[layout], log=log)

@@ -20,6 +20,11 @@ BACKGROUNDS = {"green field": (0.25, 0.55, 0.2), "grey wall": (0.5, 0.5, 0.5), "
 SIZE_RANGE = (28, 44)          # object side / diameter in pixels (3.5-5.5 latent cells)
 GAP = 8                        # objects keep at least one latent cell apart
 HELD_OUT = 1_000_000           # scene seeds >= this are never used for training
+# World variants: "full" (above); "simple" has fewer words to learn (3 colours x 2 shapes, 2
+# backgrounds, 1-2 objects) so that a tiny model on one CPU thread learns to read them in minutes.
+VARIANTS = {"full": {"colours": tuple(COLOURS), "shapes": SHAPES, "backgrounds": tuple(BACKGROUNDS), "most": 3},
+            "simple": {"colours": ("red", "blue", "yellow"), "shapes": ("square", "circle"),
+                       "backgrounds": ("green field", "grey wall"), "most": 2}}
 
 
 @dataclasses.dataclass
@@ -29,6 +34,7 @@ class Scene:
     objects: list              # [(colour, shape)] in caption order
     background: str
     seed: int
+    variant: str = "full"
 
     @property
     def caption(self):
@@ -70,16 +76,18 @@ def background_image(rgb, g, n=SIZE):
     return (base + gradient + texture).clamp(0, 1)
 
 
-def scene(seed, n_objects=None):
-    """The scene of `seed` (n_objects: 1-3, or drawn from the seed)."""
+def scene(seed, n_objects=None, variant="full"):
+    """The scene of `seed` (n_objects: 1 to the variant's most, or drawn from the seed)."""
+    words = VARIANTS[variant]
     g = torch.Generator().manual_seed(int(seed))
-    k = n_objects or int(torch.randint(1, 4, (1,), generator=g))
-    background = list(BACKGROUNDS)[int(torch.randint(len(BACKGROUNDS), (1,), generator=g))]
+    k = n_objects or int(torch.randint(1, words["most"] + 1, (1,), generator=g))
+    backgrounds, palette, shapes = words["backgrounds"], words["colours"], words["shapes"]
+    background = backgrounds[int(torch.randint(len(backgrounds), (1,), generator=g))]
     image = background_image(BACKGROUNDS[background], g)
-    colours = [list(COLOURS)[i] for i in torch.randperm(len(COLOURS), generator=g)[:k]]
+    colours = [palette[i] for i in torch.randperm(len(palette), generator=g)[:k]]
     boxes, objects, masks = [], [], []
     for colour in colours:
-        shape = SHAPES[int(torch.randint(len(SHAPES), (1,), generator=g))]
+        shape = shapes[int(torch.randint(len(shapes), (1,), generator=g))]
         for _ in range(200):
             size = int(torch.randint(SIZE_RANGE[0], SIZE_RANGE[1] + 1, (1,), generator=g))
             top, left = (int(v) for v in torch.randint(4, SIZE - size - 4, (2,), generator=g))
@@ -96,17 +104,17 @@ def scene(seed, n_objects=None):
         image = torch.where(mask, fill, image)
         objects.append((colour, shape))
         masks.append(mask)
-    return Scene(image, torch.stack(masks), objects, background, int(seed))
+    return Scene(image, torch.stack(masks), objects, background, int(seed), variant)
 
 
-def training_batch(n, g):
+def training_batch(n, g, variant="full"):
     """n scenes from training seeds drawn with generator g."""
     seeds = torch.randint(0, HELD_OUT, (n,), generator=g)
-    return [scene(int(s)) for s in seeds]
+    return [scene(int(s), variant=variant) for s in seeds]
 
 
-def held_out(n, n_objects=None):
-    return [scene(HELD_OUT + i, n_objects) for i in range(n)]
+def held_out(n, n_objects=None, variant="full"):
+    return [scene(HELD_OUT + i, n_objects, variant) for i in range(n)]
 
 
 def palette_distance(image, rgb):

@@ -6,6 +6,7 @@ One CPU thread (others share the cores). Prints training time, file size, the lo
 vs a shuffled caption, and which prompted colours generated pictures contain.
 """
 import argparse
+import json
 import sys
 import time
 
@@ -26,11 +27,13 @@ def main():
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--steps", type=int, default=None, help="override the training steps")
     ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--config", default="{}", help='JSON overrides of shapes_models.DEFAULTS, e.g. {"word_lr": 0}')
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-checks", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}
+    overrides.update(json.loads(args.config))
     print("| model | seed | parameters | training | file | loss (first 100 → last 100 steps) | "
           "held-out loss, true / shuffled caption | generated: prompted colours present / chance |")
     print("|---|---|---|---|---|---|---|---|")
@@ -38,7 +41,8 @@ def main():
         for seed in (int(s) for s in args.seeds.split(",")):
             t0 = time.perf_counter()
             model, clip, vae, info = shapes_models.trained_model(layout, seed, log=log, **overrides)
-            checks = "" if args.no_checks else prompt_checks.summary(model, clip, layout)
+            variant = info["config"].get("world", "full")
+            checks = "" if args.no_checks else prompt_checks.summary(model, clip, layout, variant)
             curve = info["curve"]
             print(f"| {layout} | {seed} | {info['parameters'] / 1e6:.1f} M | {info['train_s']:.0f} s "
                   f"({info['config']['steps']} × {info['config']['batch']}){' (cached)' if info['cached'] else ''} | "
