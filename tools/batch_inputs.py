@@ -23,6 +23,10 @@ import shutil
 import time
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v")
+VIDEO_REFUSAL = ("is a video: this tool runs the image workflows (SD1.5 / SDXL checkpoints) only; edit clips "
+                 "in ComfyUI with workflows/ledits_edit_wan.json (WAN needs its own model, text encoder and VAE "
+                 "files and a video loader)")
 RESULTS = "results.jsonl"
 PARTIAL = ".partial-"          # a job's outputs are written into "<out>/.<name>.partial-<pid>/" first
 
@@ -58,6 +62,8 @@ def image_files(paths):
         if path.is_dir():
             found += sorted(p for p in path.iterdir()
                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+        elif path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            raise InputError(f"{path} {VIDEO_REFUSAL}")
         elif path.is_file():
             found.append(path)
         else:

@@ -110,6 +110,8 @@ def check_image(path):
     path = pathlib.Path(path).expanduser()
     if not path.is_file():
         raise UsageError(f"cannot read image {path}: no such file")
+    if path.suffix.lower() in tool_module("batch_inputs").VIDEO_SUFFIXES:
+        raise UsageError(f"{path} {tool_module('batch_inputs').VIDEO_REFUSAL}")
     try:
         from PIL import ImageOps
         with Image.open(path) as img:
