@@ -208,3 +208,27 @@ def test_bad_input(load_wan, run_node, empty):
     phantom = [[empty("wan21")[0][0], dict(empty("wan21")[0][1], time_dim_concat=torch.zeros(1, 16, 1, 6, 6))]]
     with pytest.raises(ValueError, match="reference frames"):
         invert(run_node, model, latent, 3, phantom)
+
+
+WAN22_T2V_BOUNDARY = 0.875     # WAN 2.2 14B text-to-video: high-noise expert above this sigma, low-noise below
+
+
+def test_wan22_14b_one_expert_per_edit(load_wan, run_node, empty, comfy_host):
+    """WAN 2.2 14B's experts are each a WAN 2.1 14B MODEL; an edit uses one of them over its whole
+    schedule. With the template's shift 8 and 30 steps, skip >= 0.55 keeps every step below the
+    0.875 boundary, where the low-noise expert is the model ComfyUI's two-sampler template runs;
+    the replay is exact with either expert, and an inversion of one expert does not replay on the
+    other (two tiny WAN 2.1 models of different weights stand for the two experts)."""
+    high = load_wan("wan21")[0]
+    low = comfy_host["tiny"].build("wan21", seed=1)[0]
+    latent = video_latent("wan21", 1, 3, 6, 8, seed=7)
+    for skip, above in ((0.15, 14), (0.55, 0)):
+        inversion, _, sigmas = run_node("LEditsPPInversion", model=low, latent=latent, steps=30, skip=skip, seed=0,
+                                        schedule="exact", source_cfg=5.0, negative=empty("wan21"))
+        assert int((sigmas[:-1] >= WAN22_T2V_BOUNDARY).sum()) == above
+        err = max_abs(guided_edit(run_node, low, inversion)[0]["samples"], latent["samples"])
+        print(f"ComfyUI {comfy_host['version']} one expert, 30 steps, skip {skip}: first sigma {float(sigmas[0]):.3f}, "
+              f"{above} steps above {WAN22_T2V_BOUNDARY}, reconstruction max abs error {err:.3g}")
+        assert err <= 1e-4
+    with pytest.raises(ValueError, match="another model"):
+        guided_edit(run_node, high, inversion)
