@@ -8,9 +8,9 @@
   ``ledits_pp_steps`` that web/js/ledits_pp.js draws under a step slider. Per recorded step it
   holds, for every concept and image, the pooled mask and the cross-attention map as uint8 at the
   recording resolution (latent/4, e.g. 16x16 for a 512 px SD1.5 image), base64 encoded:
-  ``bytes per step = concepts x batch x (h*w + h*w)`` (512 B per concept and image at 512 px,
-  2 KiB at 1024 px), capped at MAX_PAYLOAD_BYTES for the whole run (maps are halved, then frames
-  and steps thinned, until it fits).
+  ``bytes per step = concepts x batch x frames x (h*w + h*w)`` (512 B per concept and image at
+  512 px, 2 KiB at 1024 px), capped at MAX_PAYLOAD_BYTES for the whole run (maps are halved to 8
+  cells a side, then frames thinned to 4, maps halved to 4 cells, steps thinned, until it fits).
 * Clips (latents (B, C, T, h, w) with T > 1, e.g. WAN): the mask preview is a strip of up to
   STRIP_FRAMES evenly spaced latent frames per image (first and last included), the legend's
   coverage is the whole clip's; the scrubber payload carries up to MAX_FRAMES evenly spaced latent
