@@ -65,6 +65,17 @@ def _flux2_klein(tiny, device):
     return tiny.dit.assemble(family._config_class("klein"), unet, seed=0, device=device)[:2]
 
 
+FLUX2_DEV_BLOCKS = (1, 1)            # double, single of 8 + 48 (dev 32B: 6144 wide, 48 heads); 1.5 B parameters
+
+
+def _flux2_dev(tiny, device):
+    family = tiny._sibling("tiny_families/flux2")
+    double, single = FLUX2_DEV_BLOCKS
+    unet = dict(family.flux2_config(True), hidden_size=6144, num_heads=48, axes_dim=[32, 32, 32, 32],
+                depth=double, depth_single_blocks=single)
+    return tiny.dit.assemble(family._config_class("dev"), unet, seed=0, device=device)[:2]
+
+
 ZIMAGE_LAYERS = (2, 1)               # main, refiner layers of 30, 2 (per stream); `auto` = main layer 1
 
 
@@ -121,6 +132,8 @@ ROWS = {
     "flux2_klein": Row(f"Flux.2 klein 4B width (3072, 24 heads, MLP 3), {FLUX2_KLEIN_BLOCKS[0]} double + "
                        f"{FLUX2_KLEIN_BLOCKS[1]} single of 5 + 20", _flux2_klein,
                        lambda b, w, h, f: (b, 128, h // 16, w // 16)),
+    "flux2_dev": Row(f"Flux.2 dev width (6144, 48 heads, MLP 3, guidance input), {FLUX2_DEV_BLOCKS[0]} double + "
+                     f"{FLUX2_DEV_BLOCKS[1]} single of 8 + 48", _flux2_dev, lambda b, w, h, f: (b, 128, h // 16, w // 16)),
     "zimage": Row(f"Z-Image width (3840, 30 heads), {ZIMAGE_LAYERS[0]} of 30 main layers + {ZIMAGE_LAYERS[1]} + "
                   f"{ZIMAGE_LAYERS[1]} of 2 + 2 refiners",
                   _zimage, image_16),

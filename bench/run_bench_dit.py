@@ -148,22 +148,24 @@ def call_rows(model, fn):
     return sorted(seen, reverse=True)
 
 
-def summarize(runs, rows):
-    """Medians of every phase and the per-repeat ratios pack / floor (median, min, max)."""
+def summarize(runs, rows, clock="s"):
+    """Medians of every phase and the per-repeat ratios pack / floor (median, min, max) of wall time
+    (`s`) or of this process's CPU time (`cpu_s`: what other processes on a shared machine move least,
+    as long as the threads are not left waiting; run with --threads 1 there)."""
     floor_of = {"pack inversion": "floor, 1 row"}
     floor_of.update({VARIANTS[v][0]: f"floor, {rows} rows" for v in ARGS.variants})
     out = {}
     for key in runs[0]:
-        out[key] = {k: statistics.median(run[key][k] for run in runs) for k in ("s", "act_gib", "peak_gib")}
+        out[key] = {k: statistics.median(run[key][k] for run in runs) for k in ("s", "cpu_s", "act_gib", "peak_gib")}
         out[key].update(calls=runs[0][key]["calls"], rows=runs[0][key]["rows"])
-    ratios = {pack: [run[pack]["s"] / run[floor]["s"] for run in runs] for pack, floor in floor_of.items()}
+    ratios = {pack: [run[pack][clock] / run[floor][clock] for run in runs] for pack, floor in floor_of.items()}
     edit = VARIANTS[ARGS.variants[0]][0]
     one_call = f"floor, {rows} rows in 1 call"
     if one_call in runs[0]:
         floor_of[f"{edit}, vs 1 call"] = one_call
-        ratios[f"{edit}, vs 1 call"] = [run[edit]["s"] / run[one_call]["s"] for run in runs]
-    ratios["inversion + edit"] = [(run["pack inversion"]["s"] + run[edit]["s"]) /
-                                  (run["floor, 1 row"]["s"] + run[f"floor, {rows} rows"]["s"]) for run in runs]
+        ratios[f"{edit}, vs 1 call"] = [run[edit][clock] / run[one_call][clock] for run in runs]
+    ratios["inversion + edit"] = [(run["pack inversion"][clock] + run[edit][clock]) /
+                                  (run["floor, 1 row"][clock] + run[f"floor, {rows} rows"][clock]) for run in runs]
     return out, floor_of, {k: (statistics.median(v), min(v), max(v)) for k, v in ratios.items()}
 
 
@@ -213,10 +215,10 @@ def main():
     runs, capture = [], {}
 
     def measure(label, what, fn):
-        before = capture_s[0]
+        before, cpu = capture_s[0], time.process_time()
         with Meter(model) as m:
             out = fn()
-        phases[label] = record("dit", f"{label} ({what})", m)
+        phases[label] = record("dit", f"{label} ({what})", m, cpu_s=time.process_time() - cpu)
         capture.setdefault(label, []).append(capture_s[0] - before)
         return out
 
@@ -242,18 +244,22 @@ def main():
         free(ARGS.device)
 
     medians, floor_of, ratios = summarize(runs, rows)
+    cpu_ratios = summarize(runs, rows, "cpu_s")[2]
     total = time.perf_counter() - started
     print(f"\n{ARGS.family}: {ROWS[ARGS.family].layout}; {params / 1e9:.2f} B parameters; {size}, {ARGS.steps} "
           f"steps, {ARGS.concepts} concepts; median of {len(runs)} interleaved repeats (total run {total:.0f} s)\n")
-    print("| phase | pack | floor | pack / floor (min-max) | activation pack / floor (GiB) | calls / rows |")
-    print("|---|---|---|---|---|---|")
+    print("| phase | pack | floor | pack / floor (min-max) | CPU time pack / floor (min-max) | "
+          "activation pack / floor (GiB) | calls / rows |")
+    print("|---|---|---|---|---|---|---|")
     for pack_key, floor_key in floor_of.items():
         p, f = medians[pack_key.replace(", vs 1 call", "")], medians[floor_key]
-        r = ratios[pack_key]
+        r, c = ratios[pack_key], cpu_ratios[pack_key]
         print(f"| {pack_key} | {p['s']:.2f} s | {f['s']:.2f} s | {r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) | "
+              f"{c[0]:.3f} ({c[1]:.3f}-{c[2]:.3f}) | "
               f"{p['act_gib']:.2f} / {f['act_gib']:.2f} | {p['calls']} / {p['rows']} vs {f['calls']} / {f['rows']} |")
-    r = ratios["inversion + edit"]
-    print(f"| inversion + edit ({ARGS.variants[0]}) | | | {r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) | | |")
+    r, c = ratios["inversion + edit"], cpu_ratios["inversion + edit"]
+    print(f"| inversion + edit ({ARGS.variants[0]}) | | | {r[0]:.3f} ({r[1]:.3f}-{r[2]:.3f}) | "
+          f"{c[0]:.3f} ({c[1]:.3f}-{c[2]:.3f}) | | |")
     capture_share = {}
     for label in (VARIANTS[v][0] for v in ARGS.variants):
         seconds = statistics.median(capture[label])
@@ -265,7 +271,7 @@ def main():
             "family": ARGS.family, "layout": ROWS[ARGS.family].layout, "params": params, "size": size,
             "steps": ARGS.steps, "concepts": ARGS.concepts, "repeats": len(runs), "total_s": total,
             "peak_rss_gib": max(v["peak_gib"] for run in runs for v in run.values()),
-            "medians": medians, "ratios": ratios, "capture_share": capture_share, "runs": runs,
+            "medians": medians, "ratios": ratios, "cpu_ratios": cpu_ratios, "capture_share": capture_share, "runs": runs,
             "machine": machine(ARGS.device), "versions": versions()}, indent=1))
     shutil.rmtree(SCRATCH, ignore_errors=True)
 
