@@ -120,13 +120,35 @@ def test_template_after_a_run_has_no_overlaps(browser, server, comfy_host, path,
     # the whole graph in view: front end 1.27 loads a node's preview images only when it draws the node
     browser.js("() => { app.canvas.ds.scale = 0.45; app.canvas.ds.offset[0] = 20; app.canvas.ds.offset[1] = 60; "
                "app.canvas.setDirty(true, true); }")
-    browser.page.wait_for_function(f"""() => {{ const ids = {json.dumps(sorted(shown))};
+    loaded = f"""() => {{ const ids = {json.dumps(sorted(shown))};
         return ids.every(id => {{ const n = app.graph.getNodeById(Number(id)) || app.graph.getNodeById(id);
-            return n && n.imgs && n.imgs.length && n.imgs.every(i => i.complete && i.naturalWidth > 0); }}); }}""",
-                                   timeout=30000)
+            return n && n.imgs && n.imgs.length && n.imgs.every(i => i.complete && i.naturalWidth > 0); }}); }}"""
+    try:
+        browser.page.wait_for_function(loaded, timeout=30000)
+    except Exception:
+        # front end 1.27 (ComfyUI 0.3.64) at times never loads Guided Edit's preview images after a
+        # clip run (n.images set, no n.imgs); said loudly, then the node is made to reload them once
+        missing = browser.js(f"""() => {json.dumps(sorted(shown))}.filter(id => {{
+            const n = app.graph.getNodeById(Number(id)); return !(n && n.imgs && n.imgs.length); }})
+            .map(id => {{ const n = app.graph.getNodeById(Number(id)); n.images = null;
+                          app.canvas.setDirty(true, true); return [id, n.type]; }})""")
+        with capsys.disabled():
+            print(f"\n[browser template] NOTE {path.stem} on ComfyUI {comfy_host['version']}: the front end "
+                  f"did not load the preview images of {missing} within 30 s; asked it to reload them")
+        try:
+            browser.page.wait_for_function(loaded, timeout=30000)
+        except Exception as error:
+            browser.shot(f"template_after_run_{path.stem}")
+            raise AssertionError(f"{path.stem}: previews of {missing} not shown") from error
     if clips:
-        browser.page.wait_for_function(VIDEO_SHOWN, arg=sorted(n for names in clips.values() for n in names),
-                                       timeout=30000)
+        try:
+            browser.page.wait_for_function(VIDEO_SHOWN, arg=sorted(n for names in clips.values() for n in names),
+                                           timeout=30000)
+        except Exception as error:
+            browser.shot(f"template_after_run_{path.stem}")
+            videos = browser.js("() => [...document.querySelectorAll('video')].map(v => [v.currentSrc || v.src, "
+                                "v.readyState, v.videoWidth, v.error && v.error.message])")
+            raise AssertionError(f"{path.stem}: Save Video's clip {clips} not shown: {videos}") from error
     browser.page.wait_for_timeout(500)            # the front end resizes nodes for their previews
     nodes = browser.js(LAYOUT_STATE)
     browser.shot(f"template_after_run_{path.stem}")
