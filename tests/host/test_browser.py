@@ -81,12 +81,19 @@ def _workflow_files():
     return sorted(WORKFLOWS.glob("*.json")) if WORKFLOWS.is_dir() else []
 
 
-def test_workflows_load_in_the_front_end(browser, object_info):
+def test_workflows_load_in_the_front_end(browser, object_info, comfy_host):
+    """Every template loads with valid widgets; those of a family this host lacks (Flux.2, Z-Image
+    before 0.33: their nodes, e.g. Flux2Scheduler, are missing too) are left out, said loudly."""
+    from test_browser_templates import layout_of
     files = _workflow_files()
     if not files:
         pytest.skip(f"no workflows in {WORKFLOWS} yet: nothing to load")
     report = []
     for path in files:
+        reason = comfy_host["tiny"].SKIPPED_LAYOUTS.get(layout_of(path.stem))
+        if reason:
+            print(f"\n[browser] {path.name} not loaded on ComfyUI {comfy_host['version']}: {reason}")
+            continue
         data = json.loads(path.read_text())
         since = len(browser.console)
         if "nodes" in data:
