@@ -21,7 +21,7 @@ SHIPPED_FILES = ["__init__.py", "pyproject.toml", "requirements.txt", "README.md
                  "assets/icon.png", "tools/ledits_edit.py", "tools/comfy_headless.py", "tools/tiny_models.py",
                  "tools/tiny_dit_models.py"] + [f"web/docs/{node}.md" for node in registry.PACK_NODES]
 NOT_SHIPPED = ("tests/", "bench/", "docs/", ".ci/", ".github/", ".gitignore", ".comfyignore",
-               "tools/build_workflows.py", "tools/workflow_graph.py", "tools/workflow_thumbnail.py")
+               "tools/build/", "tools/tiny_families/")
 SIZE_BUDGET = 1 << 20          # the archive is the download of every Registry install
 
 
@@ -100,7 +100,7 @@ def test_changelog_has_the_current_version():
 
 def test_workflows_name_this_pack_for_install_missing_nodes():
     """Each LEDITS++ node in a template carries cnr_id = the Registry id (the front end and the
-    Manager find the pack of a missing node by it) and ver = the version (tools/build_workflows.py)."""
+    Manager find the pack of a missing node by it) and ver = the version (tools/build/build_workflows.py)."""
     import json
     import tomllib
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -109,4 +109,4 @@ def test_workflows_name_this_pack_for_install_missing_nodes():
             if node["type"].startswith("LEditsPP"):
                 props = node["properties"]
                 assert (props.get("cnr_id"), props.get("ver")) == (project["name"], project["version"]), \
-                    f"{path.name} node {node['id']}: {props} (regenerate: cd tools && python build_workflows.py)"
+                    f"{path.name} node {node['id']}: {props} (regenerate: python tools/build/build_workflows.py)"

@@ -1,4 +1,4 @@
-"""The model families of the edit templates in tools/build_workflows.py: which files each loads
+"""The model families of the edit templates in tools/build/build_workflows.py: which files each loads
 (the names ComfyUI's own templates for that family use), the nodes it needs around LEDITS++
 (sampling shift, distilled guidance, zeroed negative, scheduler), its settings and the note
 paragraph on its specifics. Data only; needs only Python."""

@@ -2,13 +2,13 @@
 loads) and their thumbnails. Maintainer tool: run it after changing a node's inputs, then run the
 host tier (tests/host/test_workflows.py checks every file against a live server's /object_info).
 
-    python tools/build_workflows.py            # rewrite workflows/*.json and *.jpg
+    python tools/build/build_workflows.py            # rewrite workflows/*.json and *.jpg
 
 No index.json: ComfyUI's /workflow_templates lists every *.json in the folder as a template (an
 index.json would show up as a broken template named "index"), and the front end names custom-node
 templates by their file name.
 
-The graph model (UI format 0.4) is tools/workflow_graph.py. Needs only Python and Pillow (for the
+The graph model (UI format 0.4) is workflow_graph.py beside it. Needs only Python and Pillow (for the
 thumbnails); never imports ComfyUI or the pack.
 """
 import json
@@ -20,7 +20,7 @@ from workflow_families import FAMILIES, SD15_CKPT, WAN21_T2V, WAN_NOTE, SplitFil
 from workflow_graph import COLORS, Workflow
 from workflow_thumbnail import thumbnail
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 OUT = ROOT / "workflows"
 # ----------------------------------------------------------------------------------------------
 # Shared pieces. Widget values are positional, in the node's input order (see /object_info).

@@ -1,4 +1,4 @@
-"""Workflow thumbnails for tools/build_workflows.py: a diagram of the graph itself (node boxes at
+"""Workflow thumbnails for tools/build/build_workflows.py: a diagram of the graph itself (node boxes at
 their positions, links, groups) drawn with Pillow. They show the structure, not a result image."""
 
 TYPE_COLORS = {"MODEL": (180, 160, 255), "CLIP": (255, 210, 80), "VAE": (255, 110, 110),

@@ -1,4 +1,4 @@
-"""The graph model of tools/build_workflows.py: nodes, links and groups in the front end's UI format
+"""The graph model of tools/build/build_workflows.py: nodes, links and groups in the front end's UI format
 (version 0.4 of its graph schema: nodes[] with positional widgets_values, links[] as
 [id, origin_id, origin_slot, target_id, target_slot, type], groups, extra). Node inputs[] list the
 socket inputs in definition order (widgets are restored from the node definition on load).
@@ -8,7 +8,7 @@ import tomllib
 
 # The pack's Registry id and version, recorded in every LEDITS++ node (cnr_id / ver): read from
 # pyproject.toml, so a release bump reaches the workflows when they are regenerated.
-_PROJECT = tomllib.loads((pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+_PROJECT = tomllib.loads((pathlib.Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
 PACK_ID, PACK_VERSION = _PROJECT["name"], _PROJECT["version"]
 CORE_VERSION = "0.3.64"
 
