@@ -69,7 +69,7 @@ def mask_alternatives(record, concept=0):
     return alternatives
 
 
-def run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negative):
+def run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negative, concept=None):
     """(picture, final mask of concept 0 in pixels or None, attention record or None)."""
     if method == "prompt only":
         out, _, _ = P.guided_edit(model, inversion, positive=P.text(clip, edit.target_caption), cfg=CFG)
@@ -78,16 +78,17 @@ def run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negati
         schedule = sigmas if float(sigmas[-1]) == 0 else torch.cat([sigmas, torch.zeros(1)])
         out = P.img2img(model, latent, schedule, P.text(clip, edit.target_caption), negative, CFG)
         return P.decode(vae, out), None, None
-    chain = P.concepts(clip, edit.items, mask_type=method)
+    chain = P.concepts(clip, edit.items, **dict(concept or {}, mask_type=method))
     out, masks, record = P.guided_edit(model, inversion, chain)
     return P.decode(vae, out), masks[0] > 0.5, record
 
 
-def measure_scene(layout, model, clip, vae, scene, steps, edit_names=None, removal_methods=REMOVAL_METHODS):
+def measure_scene(layout, model, clip, vae, scene, steps, edit_names=None, removal_methods=REMOVAL_METHODS,
+                  skip=0.15, concept=None):
     rows, mask_rows = [], []
     latent = P.encode(vae, scene.image)
     round_trip = P.decode(vae, latent)
-    inversion, _, sigmas = P.invert(model, latent, steps=steps)
+    inversion, _, sigmas = P.invert(model, latent, steps=steps, skip=skip)
     negative = zero_conditioning(clip)
     floor = {"change_vs_input": E.change(round_trip, scene.image, torch.ones_like(scene.masks[0])),
              "psnr": E.psnr(round_trip, scene.image, torch.ones_like(scene.masks[0]))}
@@ -95,7 +96,8 @@ def measure_scene(layout, model, clip, vae, scene, steps, edit_names=None, remov
         if edit_names and edit.name not in edit_names:
             continue
         for method in (removal_methods if edit.name == "remove" else OTHER_METHODS):
-            picture, final, record = run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negative)
+            picture, final, record = run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negative,
+                                                concept)
             row = E.scores(edit, scene, picture, round_trip, final)
             rows.append(dict(row, layout=layout, scene=scene.seed, edit=edit.name, method=method))
             if edit.name == "remove" and method == "intersect":
@@ -153,6 +155,8 @@ def main():
     ap.add_argument("--edits", default="remove,change,add,background")
     ap.add_argument("--methods", default=",".join(REMOVAL_METHODS), help="removal methods to run")
     ap.add_argument("--config", default="{}", help="JSON overrides of shapes_models.DEFAULTS")
+    ap.add_argument("--skip", type=float, default=0.15, help="Inversion skip (the node's default: 0.15)")
+    ap.add_argument("--concept", default="{}", help='JSON overrides of Edit Concept, e.g. {"threshold": 0.8}')
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -167,7 +171,8 @@ def main():
             with P.per_step_masks():
                 for scene in world.held_out(args.scenes, variant=variant):
                     r, m, floor = measure_scene(f"{layout} s{seed}", model, clip, vae, scene, args.steps,
-                                                args.edits.split(","), args.methods.split(","))
+                                                args.edits.split(","), args.methods.split(","), args.skip,
+                                                json.loads(args.concept))
                     rows += r
                     mask_rows += m
                     floors.setdefault(f"{layout} s{seed}", []).append(floor)
