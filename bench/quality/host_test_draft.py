@@ -1,7 +1,8 @@
 """DRAFT, not collected (bench/ is outside pytest's testpaths): move to tests/host/test_edit_quality.py
 once the trained models pass it. On 2026-12-02 they did not: removal succeeded on 0/6 scenes on
-SD3 and the UNet did not read its prompt (bench/quality/README.md), so THRESHOLDS are placeholders,
-not a measured spread.
+SD3 and the UNet did not read its prompt; on 2026-12-03, with trained token tables and the simple
+world, still 0/8 on SD3 seeds 0 and 1 and SD1.5 seed 0 (bench/quality/README.md). So THRESHOLDS
+are placeholders, not a measured spread.
 
 Edits that do what their words say (issue #17): on tiny models trained on the shapes world of
 bench/quality (an SD1.5-layout UNet, eps, and an SD3 MMDiT, rectified flow; ComfyUI's own classes
