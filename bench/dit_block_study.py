@@ -1,13 +1,20 @@
 """Which DiT blocks should LEDITS++ average for its attention mask M1? A measurement on trained tiny models.
 
-Trains a tiny SD3-like MMDiT (6 joint blocks) and a tiny Flux (3 double + 6 single blocks), both
-ComfyUI's own classes, on a synthetic captioned-shapes task whose ground-truth concept locations
-are known, then scores every block and candidate block sets by how well the M1 map (image-query
-mass on the concept's text tokens, softmax over all keys, via ledits_core) localises the concept:
-IoU of the smoothed 0.9-quantile mask (ledits_core.masks.attention_mask) and AUROC of the raw map,
-over held-out images noised along an edit schedule. Also measures the capture cost per block.
+Trains tiny DiTs of every joint-attention layout the pack supports, all ComfyUI's own classes
+(bench/dit_block_models.py): SD3's MMDiT (6 joint blocks), Flux.1 (3 double + 6 single), Z-Image /
+Lumina 2's NextDiT (6 main layers after text / image refiners), Qwen-Image (6 double-stream
+blocks), HiDream (2 double + 4 single, image first, per-block Llama states) and Flux.2's block
+traits (2 double + 8 single), on a synthetic captioned-shapes task whose ground-truth concept
+locations are known. Then it scores every block and candidate block sets by how well the M1 map
+localises the concept: IoU of the smoothed 0.9-quantile mask (ledits_core.masks.attention_mask)
+and AUROC of the raw map, over held-out images noised along an edit schedule. The maps are
+recorded by the pack's own capture (bench/dit_block_capture.py: nodes/families/<family>.py with
+nodes/dit_capture.py or nodes/dit_call_order.py), one block per forward; a set's map is the mean
+of its blocks' maps, which is what the pack's AttentionAccumulator gives for that set (checked
+against a forward with blocks = "auto"). Also measures the capture cost.
 
 One process, CPU, one thread:  ~/ComfyUI/.venv/bin/python bench/dit_block_study.py [--quick]
+    [--families mmdit,flux,nextdit,qwen,hidream,flux2]
 """
 import argparse
 import math
@@ -19,6 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+import dit_block_capture as C
 import dit_block_models as M
 from ledits_core.masks import attention_mask
 
@@ -35,14 +43,15 @@ def by_fraction(n, lo, hi):
 
 def candidate_sets(fam):
     """Named block-label sets, defined by depth fractions / block kinds so they transfer to full size."""
-    if fam.kind == "mmdit":
-        n, lab = len(fam.labels), fam.labels
+    lab = fam.labels
+    if not fam.double_single:
+        n = len(lab)
         pick = lambda lo, hi: [lab[i] for i in by_fraction(n, lo, hi)]  # noqa: E731
         return {"all": lab, "all but first": lab[1:], "all but last": lab[:-1], "first half": pick(0, .5),
                 "second half": pick(.5, 1), "last two thirds": pick(1 / 3, 1), "first third": pick(0, 1 / 3),
                 "middle third": pick(1 / 3, 2 / 3), "last third": pick(2 / 3, 1), "middle half": pick(.25, .75)}
-    dbl = [lab for lab in fam.labels if lab[0] == "d"]
-    sgl = [lab for lab in fam.labels if lab[0] == "s"]
+    dbl = [x for x in lab if x[0] == "d"]
+    sgl = [x for x in lab if x[0] == "s"]
     d = lambda lo, hi: [dbl[i] for i in by_fraction(len(dbl), lo, hi)]  # noqa: E731
     s = lambda lo, hi: [sgl[i] for i in by_fraction(len(sgl), lo, hi)]  # noqa: E731
     seq = dbl + sgl
@@ -50,8 +59,10 @@ def candidate_sets(fam):
     return {"all": seq, "double only": dbl, "single only": sgl, "double + single 1st half": dbl + s(0, .5),
             "double + single 2nd half": dbl + s(.5, 1), "double 2nd half + single": d(.5, 1) + sgl,
             "double 2nd half": d(.5, 1), "double 2nd half + single 1st half": d(.5, 1) + s(0, .5),
+            "double + single last third": dbl + s(2 / 3, 1),
             "single 1st half": s(0, .5), "single 2nd half": s(.5, 1), "single middle third": s(1 / 3, 2 / 3),
             "sequence 1st half": q(0, .5), "sequence 2nd half": q(.5, 1), "sequence middle third": q(1 / 3, 2 / 3),
+            "sequence last two thirds": q(1 / 3, 1),
             "ConceptAttention-like (double, last ~20%)": d(.79, 1),
             "FreeFlux-like (single 21-24 of 38)": s(21 / 38, 25 / 38)}
 
@@ -128,43 +139,55 @@ def generation_check(fam, world, n, seed, steps=16):
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(fam, world, n_samples, seed, unit_prefix):
-    """Per held-out image: one forward over the 10 sigmas with capture on; collect per-block maps,
-    score each block and each candidate set; time capture vs a plain forward.
+    """Per held-out image: the 10 noised copies, one forward per block with the pack's capture of
+    that block; score each block, each candidate set (mean of its blocks' maps) and the pack's own
+    "auto" forward; time a plain forward vs a captured one.
     Records are (unit, sigma, IoU, AUROC); a unit is one (model seed, image, concept)."""
     g = torch.Generator().manual_seed(seed)
-    sets = {**{f"block {lab}": [lab] for lab in fam.labels}, **candidate_sets(fam)}
+    auto = [fam.labels[i] for i in C.resolved_blocks(fam, "auto")]
+    sets = {**{f"block {lab}": [lab] for lab in fam.labels}, **candidate_sets(fam), AUTO: auto}
     records = {name: [] for name in [*BASELINES, *sets]}
     grid = (world.size // M.PATCH,) * 2
     sig = torch.tensor(SIGMAS)
-    fwd_s = cap_s = calls = 0.0
+    fwd_s = extra_s = calls = auto_gap = 0.0
     for i in range(n_samples):
         x0, tokens, masks, count = world.sample(1, g)
         truth = M.token_masks(masks)[0]
         eps = torch.randn(len(SIGMAS), *x0.shape[1:], generator=g)
         xt = (1 - sig)[:, None, None, None] * x0 + sig[:, None, None, None] * eps
         tok = tokens.expand(len(SIGMAS), -1)
-        concepts = [M.CONCEPT_SLOTS[j] for j in range(int(count[0]))]
+        slots = list(range(int(count[0])))
         t0 = time.perf_counter()
-        fam(xt, sig, tok)
-        fwd_s += time.perf_counter() - t0
-        cap = M.BlockCapture(fam, concepts)
-        fam(xt, sig, tok, cap.options)
-        cap_s += cap.capture_s
-        calls += len(fam.labels) * len(concepts)
-        for c in range(len(concepts)):
+        fam(xt.repeat(len(slots), 1, 1, 1), sig.repeat(len(slots)), tok.repeat(len(slots), 1))
+        plain = time.perf_counter() - t0
+        fwd_s += plain
+        block_maps = {}
+        for b, lab in enumerate(fam.labels):
+            t0 = time.perf_counter()
+            block_maps[lab] = C.capture_maps(fam, xt, sig, tok, slots, str(b))
+            extra_s += time.perf_counter() - t0 - plain
+            calls += len(slots)
+        pack_auto = C.capture_maps(fam, xt, sig, tok, slots, "auto")
+        for c in slots:
+            mean = torch.stack([block_maps[lab][c] for lab in auto]).mean(0)
+            auto_gap = max(auto_gap, float((mean - pack_auto[c]).abs().max() / pack_auto[c].abs().max()))
             if not truth[c].any():
                 continue
             unit = f"{unit_prefix}/{i}/{c}"
             rnd = torch.rand(len(SIGMAS), grid[0] * grid[1], generator=g)
             candidates = {BASELINES[0]: rnd, BASELINES[1]: truth[c].float().flatten().expand(len(SIGMAS), -1) + 1e-3 * rnd}
-            candidates.update({name: torch.stack([cap.maps[(lab, c)] for lab in labels]).mean(0)
-                               for name, labels in sets.items()})
+            candidates.update({name: torch.stack([block_maps[lab][c] for lab in labels]).mean(0)
+                               for name, labels in sets.items() if name != AUTO})
+            candidates[AUTO] = pack_auto[c]
             for name, maps in candidates.items():
                 records[name] += [(unit, s, *r) for s, r in zip(SIGMAS, score_maps(maps, truth[c], grid))]
-    cost = {"forward_ms": 1e3 * fwd_s / n_samples, "capture_ms_per_block_concept": 1e3 * cap_s / calls}
+    # a captured block costs (forward capturing that block - plain forward), per concept
+    cost = {"forward_ms": 1e3 * fwd_s / n_samples, "capture_ms_per_block_concept": 1e3 * max(0.0, extra_s) / calls,
+            "auto_gap": auto_gap}
     return sets, records, cost
 
 
+AUTO = "current auto (the pack's forward)"
 BASELINES = ("random map", "ground truth as map (ceiling)")
 
 
@@ -189,20 +212,27 @@ def paired(rows, ref):
     return statistics.fmean(d), statistics.stdev(d) / math.sqrt(len(d)), len(d)
 
 
+# full-size layouts: (name, double or joint blocks, single blocks, hidden, text tokens)
+FULL_SIZE = {"mmdit": ("SD3.5 Large", 38, 0, 2432, 333), "flux": ("Flux.1", 19, 38, 3072, 512),
+             "nextdit": ("Z-Image", 30, 0, 3840, 128), "qwen": ("Qwen-Image", 60, 0, 3072, 128),
+             "hidream": ("HiDream I1", 16, 32, 2560, 384), "flux2": ("Flux.2 dev", 8, 48, 6144, 512)}
+
+
 def full_size_sets(kind):
-    """The candidate sets applied to the full-size block counts (SD3.5 Large: 38; Flux.1: 19 + 38)."""
-    labels = [f"j{i}" for i in range(38)] if kind == "mmdit" else [f"d{i}" for i in range(19)] + [f"s{i}" for i in range(38)]
-    return candidate_sets(argparse.Namespace(kind=kind, labels=labels))
+    """The candidate sets applied to the full-size block counts (FULL_SIZE)."""
+    _, joint, single, _, _ = FULL_SIZE[kind]
+    if not single:
+        labels = [f"j{i}" for i in range(joint)]
+    else:
+        labels = [f"d{i}" for i in range(joint)] + [f"s{i}" for i in range(single)]
+    return candidate_sets(argparse.Namespace(kind=kind, labels=labels, double_single=bool(single)))
 
 
 def flops_overhead(kind):
     """Analytic FLOPs of recomputing one concept's M1 in one block, relative to one full forward,
     for the full-size models at 1024 px (4096 image tokens)."""
-    n_img = 4096
-    if kind == "mmdit":   # SD3.5 Large: 38 joint blocks, hidden 2432, text 77 + 256 tokens
-        h, n_txt, blocks = 2432, 333, 38
-    else:                 # Flux.1: 19 double + 38 single, hidden 3072, 512 T5 tokens
-        h, n_txt, blocks = 3072, 512, 19 + 38
+    _, joint, single, h, n_txt = FULL_SIZE[kind]
+    n_img, blocks = 4096, joint + single
     t = n_img + n_txt
     per_block = 2 * 12 * h * h * t + 4 * t * t * h          # projections + MLP, QK^T and PV
     capture = 2 * n_img * t * h + 5 * n_img * t * (h // 128)  # image-query logits + softmax, all heads
@@ -251,10 +281,12 @@ def report(kind, runs, sets, records, costs):
     p(f"\ncost: forward of 10 rows {fwd:.1f} ms; M1 capture {per:.2f} ms per block per concept = {100 * per / fwd:.1f} % "
       f"of a forward (tiny model, measured); full size at 1024 px >= {100 * full:.2f} % (FLOPs)\n")
     big = full_size_sets(kind)
-    p(f"| set | tiny: blocks, measured cost per concept | {'SD3.5 Large' if kind == 'mmdit' else 'Flux.1'}: "
+    p(f"\npack's auto forward vs the mean of its blocks' maps: max relative gap "
+      f"{max(c['auto_gap'] for c in costs):.1e}\n")
+    p(f"| set | tiny: blocks, measured cost per concept | {FULL_SIZE[kind][0]}: "
       "blocks | FLOP lower bound per concept |")
     p("|---|---|---|---|")
-    for name in (n for n in sets if not n.startswith("block ")):
+    for name in (n for n in sets if not n.startswith("block ") and n != AUTO):
         k, kb = len(sets[name]), big[name]
         p(f"| {name} | {k}: {100 * k * per / fwd:.0f} % | {len(kb)}: {compact(kb)} | {100 * len(kb) * full:.1f} % |")
 
@@ -274,18 +306,24 @@ def compact(labels):
     return " + ".join(out)
 
 
-def trained(fam, world, steps, seed, args):
-    """Train, or load the weights a previous run with the same settings left in --cache."""
-    path = os.path.join(args.cache, f"{fam.kind}_seed{seed}_steps{steps}_batch{args.batch}_lr{args.lr:g}.pt")
+def trained(fam, world, steps, seed, args, more=0):
+    """Train, or load the weights a previous run with the same settings left in --cache. `more`:
+    continue the cached model of `steps` steps for that many steps more at lr / 2."""
+    tag = f"_more{more}" if more else ""
+    path = os.path.join(args.cache, f"{fam.kind}_seed{seed}_steps{steps}_batch{args.batch}_lr{args.lr:g}{tag}.pt")
     if args.cache and os.path.exists(path):
         state = torch.load(path)
         fam.net.load_state_dict(state["net"])
         fam.text.load_state_dict(state["text"])
         return state["curve"], state["train_s"], True
+    before, before_s = [], 0.0
+    if more:
+        before, before_s, _ = trained(fam, world, steps, seed, args)
     t0 = time.perf_counter()
-    curve = M.train(fam, world, steps, args.batch, args.lr, seed=seed + 1, log_every=max(10, steps // 10),
-                    log=lambda s: print(s, file=sys.stderr, flush=True))
-    train_s = time.perf_counter() - t0
+    curve = M.train(fam, world, more or steps, args.batch, args.lr / 2 if more else args.lr, seed=seed + 1 + bool(more),
+                    log_every=max(10, (more or steps) // 10), log=lambda s: print(s, file=sys.stderr, flush=True))
+    curve = before + [(step + steps if more else step, loss) for step, loss in curve]
+    train_s = before_s + time.perf_counter() - t0
     if args.cache:
         os.makedirs(args.cache, exist_ok=True)
         torch.save({"net": fam.net.state_dict(), "text": fam.text.state_dict(), "curve": curve, "train_s": train_s}, path)
@@ -295,10 +333,10 @@ def trained(fam, world, steps, seed, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="short training and evaluation (~2 min)")
-    ap.add_argument("--families", default="mmdit,flux")
+    ap.add_argument("--families", default="mmdit,flux,nextdit,qwen,hidream,flux2")
     ap.add_argument("--seeds", default="0,1,2", help="one trained model per seed and family")
-    ap.add_argument("--steps-mmdit", type=int, default=600)
-    ap.add_argument("--steps-flux", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=600, help="training steps per model")
+    ap.add_argument("--more-steps", type=int, default=0, help="continue the cached models this many steps")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--eval-samples", type=int, default=40, help="held-out images per model")
@@ -307,7 +345,7 @@ def main():
                     help="trained weights are kept here and reused by a run with the same settings ('' = off)")
     args = ap.parse_args()
     if args.quick:
-        args.steps_mmdit = args.steps_flux = 60
+        args.steps = 60
         args.batch, args.eval_samples, args.seeds = 16, 8, "0"
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -316,11 +354,11 @@ def main():
           f"seeds {args.seeds}; {args.eval_samples} held-out images per model")
     for kind in args.families.split(","):
         t0 = time.perf_counter()
-        steps = args.steps_mmdit if kind == "mmdit" else args.steps_flux
+        steps = args.steps
         runs, records, costs = {}, {}, []
         for seed in (int(v) for v in args.seeds.split(",")):
             fam = M.Family(kind, 16, seed=seed)
-            training = trained(fam, world, steps, seed, args)
+            training = trained(fam, world, steps, seed, args, args.more_steps)
             checks = prompt_dependence(fam, world, 64, seed=1000 + seed)
             gen = generation_check(fam, world, 32, seed=2000 + seed)
             sets, recs, cost = evaluate(fam, world, args.eval_samples, seed=3000 + seed, unit_prefix=f"seed{seed}")
