@@ -150,7 +150,7 @@ def test_concept_token_positions_are_the_words_in_the_context(load, run_node, fa
 def test_maps_token_grid_mass_one_no_extra_call_and_compose(load, run_node, empty, comfy_host, layout):
     """Maps on the real token grid equal the image queries' mass on the concept's tokens out of all
     keys (pads included, as the model normalises), recomputed from the q/k a foreign override saw in
-    the auto blocks (main layers 1-2; the refiner calls come first and are not counted); the capture
+    the auto blocks (every main layer; the refiner calls come first and are not counted); the capture
     adds no model call; the untouched MODEL samples bit-identically afterwards."""
     model, clip, _ = load(layout)
     start = run_node("EmptySD3LatentImage", width=80, height=48, batch_size=1)[0]
@@ -180,7 +180,7 @@ def test_maps_token_grid_mass_one_no_extra_call_and_compose(load, run_node, empt
     joint = [(q, k, heads) for chunks, q, k, heads in foreign.seen if chunks == [2] and q.shape[2] == length]
     assert len(joint) == steps * LAYERS
     total, heads_total = torch.zeros(2, 15), 0
-    for q, k, heads in joint[-LAYERS:][1:]:                        # the last step, auto blocks 1 and 2
+    for q, k, heads in joint[-LAYERS:]:                            # the last step, auto = every main layer
         probs = torch.softmax(q[:, :, text_padded:text_padded + 15].float() @ k.float().transpose(-1, -2)
                               * q.shape[-1] ** -0.5, dim=-1)
         assert torch.allclose(probs.sum(-1), torch.ones_like(probs.sum(-1)), atol=1e-5)
@@ -239,7 +239,7 @@ def test_turbo_style_edit_at_8_steps_with_default_settings(load, run_node, comfy
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_attention_capture_blocks_input(load, run_node, layout):
-    """Blocks count the main layers only (3 here: refiners are never captured); 'auto' = 1-2."""
+    """Blocks count the main layers only (3 here: refiners are never captured); 'auto' = all (0-2)."""
     model, clip, _ = load(layout)
     inversion = invert(run_node, model, flow_latent(1, 8, 8, seed=6), 3)[0]
     concepts = concepts_for(run_node, clip, [("a cat", 5.0, False, "attention")])
@@ -249,8 +249,8 @@ def test_attention_capture_blocks_input(load, run_node, layout):
                             blocks=blocks)[0]
         assert "wrappers" not in model.model_options.get("transformer_options", {})
         maps[blocks] = guided_edit(run_node, captured, inversion, concepts)[2].steps[-1][0][0]
-    assert torch.equal(maps["auto"], maps["1-2"]) and torch.equal(maps["all"], maps["0-1, 2"])
-    assert not torch.allclose(maps["0"], maps["all"]) and not torch.allclose(maps["auto"], maps["all"])
+    assert torch.equal(maps["auto"], maps["all"]) and torch.equal(maps["all"], maps["0-1, 2"])
+    assert not torch.allclose(maps["0"], maps["all"]) and not torch.allclose(maps["1-2"], maps["all"])
     for first, last in (("0", "all"), ("all", "0")):     # chained capture nodes: the last one decides
         captured = model
         for blocks in (first, last):
@@ -262,11 +262,11 @@ def test_attention_capture_blocks_input(load, run_node, layout):
             run_node("LEditsPPAttentionCapture", model=model, resolution="latent/4", include_middle=False, blocks=bad)
 
 
-def test_auto_blocks_are_the_last_two_thirds_of_the_main_layers(families):
+def test_auto_blocks_are_every_main_layer(families):
     network = lambda n: types.SimpleNamespace(layers=[None] * n)
-    assert list(families.LUMINA2.default_blocks(network(30))) == list(range(10, 30))    # Z-Image
-    assert list(families.LUMINA2.default_blocks(network(26))) == list(range(9, 26))     # Lumina 2
-    assert list(families.LUMINA2.default_blocks(network(LAYERS))) == [1, 2]
+    assert list(families.LUMINA2.default_blocks(network(30))) == list(range(30))    # Z-Image
+    assert list(families.LUMINA2.default_blocks(network(26))) == list(range(26))    # Lumina 2
+    assert list(families.LUMINA2.default_blocks(network(LAYERS))) == [0, 1, 2]
 
 
 def test_bad_input(load, run_node, comfy_host):
