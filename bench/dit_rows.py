@@ -65,7 +65,7 @@ def _flux2_klein(tiny, device):
     return tiny.dit.assemble(family._config_class("klein"), unet, seed=0, device=device)[:2]
 
 
-FLUX2_DEV_BLOCKS = (1, 1)            # double, single of 8 + 48 (dev 32B: 6144 wide, 48 heads); 1.5 B parameters
+FLUX2_DEV_BLOCKS = (1, 1)            # double, single of 8 + 48 (dev 32B: 6144 wide, 48 heads); 2.19 B parameters
 
 
 def _flux2_dev(tiny, device):
