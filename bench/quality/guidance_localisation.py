@@ -8,6 +8,7 @@ object has, and their IoU with the object. Random cells score about 0.04 on the 
 edit concept can only be masked onto the object at the noise levels where this is high.
 """
 import argparse
+import json
 
 import quality_host  # noqa: F401
 import torch
@@ -21,9 +22,9 @@ LEVELS = {"sd3": (0.9, 0.7, 0.5, 0.3), "sd15": (14.6, 4.0, 1.5, 0.5)}
 
 
 @torch.no_grad()
-def localisation(layout, seed=0, n=16):
+def localisation(layout, seed=0, n=16, **config):
     """{sigma: mean IoU} of the top-|guidance| cells with the first object, over n held-out scenes."""
-    patcher, clip, _, info = M.trained_model(layout, seed)
+    patcher, clip, _, info = M.trained_model(layout, seed, **config)
     model = patcher.model
     captions = M.Captions(clip, layout, M.zero_for(patcher, clip, layout))
     zero, zero_extra = captions.batch([None])
@@ -48,9 +49,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--layout", default="sd3")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", default="{}", help="JSON overrides of shapes_models.DEFAULTS")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    for level, iou in localisation(args.layout, args.seed).items():
+    for level, iou in localisation(args.layout, args.seed, **json.loads(args.config)).items():
         print(f"{args.layout} seed {args.seed}: sigma {level:g}: IoU {iou:.3f}")
 
 

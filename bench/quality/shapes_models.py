@@ -266,9 +266,13 @@ def trained_model(layout, seed=0, log=print, **overrides):
         info = dict(json.loads(info_path.read_text()), cached=True)
         vae, info["vae"] = trained_vae(LATENT_CHANNELS[layout], log=log)
         return patcher, clip, vae, info
-    more = config.pop("more", None)            # [steps, lr]: continue from the cached stage before
-    if more:
-        patcher, clip, _, before = trained_model(layout, seed, log=log, **dict(config, more=None))
+    more = config.pop("more", None)            # [steps, lr]: continue from the cached stage before;
+    if more:                                   # [[steps, lr], [steps, lr], ...]: stages in a row
+        earlier = None
+        if isinstance(more[0], (list, tuple)):
+            earlier = (more[:-1] if len(more) > 2 else more[0]) if len(more) > 1 else None
+            more = more[-1]
+        patcher, clip, _, before = trained_model(layout, seed, log=log, **dict(config, more=earlier))
         for p in patcher.model.diffusion_model.parameters():
             p.requires_grad_(True)
         config = dict(config, steps=more[0], lr=more[1])
