@@ -76,7 +76,7 @@ def _flux2_dev(tiny, device):
     return tiny.dit.assemble(family._config_class("dev"), unet, seed=0, device=device)[:2]
 
 
-ZIMAGE_LAYERS = (2, 1)               # main, refiner layers of 30, 2 (per stream); `auto` = main layer 1
+ZIMAGE_LAYERS = (2, 1)               # main, refiner layers of 30, 2 (per stream); `auto` = every main layer (since 048214b)
 
 
 def _zimage(tiny, device):
