@@ -47,8 +47,8 @@ def flow_latent(batch, h, w, seed=0):
     return seeded_latent(batch, 16, h, w, seed=seed)
 
 
-def guided_edit(run_node, model, inversion, concepts=None, **extra):
-    return node_calls.guided_edit(run_node, model, inversion, concepts, cfg=4.0, **extra)
+def guided_edit(run_node, model, inversion, concepts=None, cfg=4.0, **extra):
+    return node_calls.guided_edit(run_node, model, inversion, concepts, cfg=cfg, **extra)
 
 
 def joint_length(layout, text, image):

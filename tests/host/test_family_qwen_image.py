@@ -42,8 +42,8 @@ def frame_latent(batch, h, w, seed=0):
     return seeded_latent(batch, 16, 1, h, w, seed=seed)
 
 
-def guided_edit(run_node, model, inversion, concepts=None, **extra):
-    return node_calls.guided_edit(run_node, model, inversion, concepts, cfg=4.0, **extra)
+def guided_edit(run_node, model, inversion, concepts=None, cfg=4.0, **extra):
+    return node_calls.guided_edit(run_node, model, inversion, concepts, cfg=cfg, **extra)
 
 
 @pytest.mark.parametrize("steps, size, negative", [(2, (9, 6), "zero"), (15, (7, 5), "empty prompt")])
