@@ -27,8 +27,9 @@ class Flux2Family(FluxFamily):
         """Flux.1's rule (every double block and the second half of the single ones; dev's 8 + 48
         blocks: 0-7 and 32-55). Flux.2 runs the same two stages of joint attention over
         [text; image] in the same order with the same block code, only with fewer double blocks,
-        and the rule is stated per stage, so it carries over at any depth. Taken from the Flux.1
-        study (bench/dit_block_study.md), not measured on Flux.2."""
+        and the rule is stated per stage, so it carries over at any depth. Checked on trained tiny
+        Flux-style DiTs with Flux.2's ratio of 2 double to 8 single blocks
+        (bench/dit_block_new_layouts.md): +0.000 / -0.013 IoU vs every block in 2 seeds."""
         return super().default_blocks(diffusion_model)
 
     def zero_conditioning(self, model):
