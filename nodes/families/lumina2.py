@@ -56,7 +56,7 @@ class Lumina2Family(JointDiTFamily):
 
     def default_blocks(self, diffusion_model):
         """Every main layer (Z-Image 30: 0-29; Lumina 2 26: 0-25). Measured on trained tiny NextDiTs
-        (bench/dit_block_study.md, part 3): the first main layers localise well here, since the text
+        (bench/dit_block_new_layouts.md): the first main layers localise well here, since the text
         has passed its refiner layers before them, and the last two thirds (SD3's rule) lost 0.06
         IoU against all layers (in both seeds); no subset matched all."""
         return range(len(diffusion_model.layers))
