@@ -62,7 +62,10 @@ def mask_alternatives(record, concept=0):
         "first active step": masks[0] > 0.5,
         "union of the first third": masks[:third].max(0).values > 0.5,
         "mean of the first third >= 0.5": masks[:third].mean(0) >= 0.5,
+        "union of the middle third": masks[third:2 * third].max(0).values > 0.5,
     }
+    for share in (0.1, 0.2, 0.3):
+        alternatives[f"mean over active steps >= {share}"] = masks.mean(0) >= share
     if first_map is not None:
         m1 = masks_core.attention_mask(first_map, record.thresholds[concept], record.latent_size)
         alternatives["attention-only mask, first step"] = m1[0, 0] > 0.5

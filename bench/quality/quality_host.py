@@ -7,7 +7,8 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 COMFY = pathlib.Path(os.environ.get("COMFYUI_PATH", os.path.expanduser("~/ComfyUI")).split(":")[0])
-for path in (str(HERE), str(COMFY)):
+# inside the host tests ComfyUI is already imported (maybe another version than COMFY): keep it
+for path in (str(HERE),) + (() if "comfy" in sys.modules else (str(COMFY),)):
     if path not in sys.path:
         sys.path.insert(0, path)
 

@@ -174,7 +174,8 @@ def word_tables(clip):
     return [p for name, p in clip.cond_stage_model.named_parameters() if name.endswith("token_embedding.weight")]
 
 
-def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_variant="full", word_lr=0.0):
+def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_variant="full", word_lr=0.0,
+          weighting=None):
     """Trains the denoiser; with word_lr > 0 also the text encoders' token embedding tables (the
     rest of each text encoder stays frozen): the denoiser and the words learn to meet."""
     model = patcher.model
@@ -194,7 +195,8 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_va
     curve, t0 = [], time.perf_counter()
     net.train()
     with differentiable_text(captions.clip) if word_lr else contextlib.nullcontext():
-        _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, bool(word_lr), log, curve, t0)
+        _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, bool(word_lr), log, curve, t0,
+                     weighting)
     net.eval()
     for p in list(net.parameters()) + word_tables(captions.clip):
         p.requires_grad_(False)
@@ -205,7 +207,18 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_va
     return curve, time.perf_counter() - t0
 
 
-def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, grad_words, log, curve, t0):
+def loss_weight(layout, sigma, weighting):
+    """Per-sample loss weight. "x0" (eps models only): the eps error times sigma^2 = the error of
+    the predicted picture, capped at 16. An eps loss gives the words almost no weight at high
+    sigma (their effect on eps shrinks as 1/sigma), where an edit decides what goes where."""
+    if weighting != "x0" or layout != "sd15":
+        return torch.ones_like(sigma)
+    w = (sigma ** 2).clamp(1.0, 16.0)
+    return w / w.mean()
+
+
+def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, grad_words, log, curve, t0,
+                 weighting=None):
     channels, run = LATENT_CHANNELS[layout], 0.0
     for step in range(1, steps + 1):
         for group in opt.param_groups:
@@ -216,7 +229,8 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
         sigma = draw_sigma(model, layout, batch, g)
         eps = torch.randn(x0.shape, generator=g)
         x = noisy(model, x0, sigma, eps)
-        loss = F.mse_loss(predict(model, x, sigma, context, extra), (x - x0) / sigma.reshape(-1, 1, 1, 1))
+        err = (predict(model, x, sigma, context, extra) - (x - x0) / sigma.reshape(-1, 1, 1, 1)) ** 2
+        loss = (err.mean((1, 2, 3)) * loss_weight(layout, sigma, weighting)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], 1.0)
@@ -233,6 +247,22 @@ def zero_for(patcher, clip, layout):
     with torch.no_grad():
         cond, pooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
     return zero_conditioning(layout, cond.shape[-1], pooled.shape[-1])
+
+
+def local_words(clip, mixing):
+    """Scale the frozen random CLIP's self-attention outputs by `mixing` (0: every position carries
+    only its own token). With mixing, every pad position after "red square" carries the words too,
+    and a tiny denoiser learns to read the prompt from the 70 pads instead of attending to the
+    word's own position, so its attention never lands on the object. Big CLIPs mix as well, but a
+    big model's cross-attention still finds the word; 0 gives the tiny model that behaviour."""
+    if mixing is None or mixing == 1:
+        return
+    with torch.no_grad():
+        for name, m in clip.cond_stage_model.named_modules():
+            if name.endswith("self_attn.out_proj"):
+                m.weight.mul_(mixing)
+                if m.bias is not None:
+                    m.bias.mul_(mixing)
 
 
 def distinct_words(clip, token_std, seed):
@@ -279,12 +309,14 @@ def trained_model(layout, seed=0, log=print, **overrides):
     else:
         patcher, clip, _ = tiny.build(layout, seed)
         distinct_words(clip, config.get("token_std"), seed)
+        local_words(clip, config.get("word_mixing"))
         before = {"curve": [], "train_s": 0.0}
     for p in clip.cond_stage_model.parameters():
         p.requires_grad_(False)
     captions = Captions(clip, layout, zero_for(patcher, clip, layout))
     curve, seconds = train(patcher, captions, layout, seed=seed + 1 + len(before["curve"]), log=log,
                            world_variant=config.get("world", "full"), word_lr=config.get("word_lr", 0.0),
+                           weighting=config.get("weighting"),
                            **{k: v for k, v in config.items() if k in ("steps", "batch", "lr")})
     curve, seconds = before["curve"] + curve, before["train_s"] + seconds
     vae, vae_info = trained_vae(LATENT_CHANNELS[layout], log=log)
