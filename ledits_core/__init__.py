@@ -10,7 +10,7 @@ from .solver import StepCoefficients, plan_steps, step_mean, solver_step
 from .inversion import Inversion, draw_inversion_noise, invert, invert_batched, replay
 from .guidance import EditConcept, is_active, edit_direction, apply_edit_guidance, rescale_guidance
 from .masks import (smoothing_kernel, smooth_attention, quantile_mask, attention_mask,
-                    noise_mask, combine_masks, upsample_mask, with_frames, frame_quantile_mask)
+                    noise_mask, combine_masks, upsample_mask, with_frames, frame_quantile_mask, edited_region)
 from .attention import (attention_grid, concept_attention, concept_attention_mass, AttentionAccumulator)
 from .tokens import concept_token_positions
 
@@ -21,7 +21,7 @@ __all__ = [
     "Inversion", "draw_inversion_noise", "invert", "invert_batched", "replay",
     "EditConcept", "is_active", "edit_direction", "apply_edit_guidance", "rescale_guidance",
     "smoothing_kernel", "smooth_attention", "quantile_mask", "attention_mask", "noise_mask",
-    "combine_masks", "upsample_mask", "with_frames", "frame_quantile_mask",
+    "combine_masks", "upsample_mask", "with_frames", "frame_quantile_mask", "edited_region",
     "attention_grid", "concept_attention", "concept_attention_mass", "AttentionAccumulator",
     "concept_token_positions",
 ]

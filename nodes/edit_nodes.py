@@ -80,8 +80,10 @@ class LEditsPPGuidedEdit(io.ComfyNode):
             outputs=[
                 io.Latent.Output(display_name="latent", tooltip="The edited latent."),
                 io.Mask.Output(display_name="masks",
-                               tooltip="Final mask of every concept (concept-major: c0 img0, c0 img1, c1 ...); clips: "
-                                       "one per latent frame (c0 img0 f0, c0 img0 f1, ...)."),
+                               tooltip="Where every concept edited: the cells inside its mask in at least 10 % of "
+                                       "its active steps (concept-major: c0 img0, c0 img1, c1 ...); clips: one per "
+                                       "latent frame (c0 img0 f0, c0 img0 f1, ...). Mask From Attention gives any "
+                                       "single step's mask."),
                 Attention.Output(display_name="attention",
                                  tooltip="Per-step attention maps and masks, for LEDITS++ Mask From Attention."),
             ],
@@ -98,7 +100,8 @@ class LEditsPPGuidedEdit(io.ComfyNode):
         edited, guider = run_edit(model, inversion, concepts, base, guidance_rescale, record=True)
         latent_size = tuple(inversion.x_T.shape[-2:])
         never = torch.zeros(inversion.x_T.shape[0], 1, *inversion.x_T.shape[2:])   # (B, 1, [T,] H, W)
-        final = [m if m is not None else never for m in guider.final_masks]
+        edited_masks = guider.edited_masks
+        final = [m if m is not None else never for m in edited_masks]
         scale = pixel_scale(model)
         masks = mask_to_pixels(torch.cat([m.cpu() for m in final]) if final else never, latent_size, scale)
         record = AttentionRecord(
@@ -107,8 +110,8 @@ class LEditsPPGuidedEdit(io.ComfyNode):
             latent_size=latent_size,
             steps=tuple(tuple((None if a is None else a.cpu(), None if m is None else m.cpu())
                               for a, m in step) for step in guider.steps if step is not None),
-            final_masks=tuple(None if m is None else m.cpu() for m in guider.final_masks), pixel_scale=scale)
-        ui = safe(guided_edit_ui, model, edited, record, guider.final_masks)   # previews + step scrubber
+            final_masks=tuple(None if m is None else m.cpu() for m in edited_masks), pixel_scale=scale)
+        ui = safe(guided_edit_ui, model, edited, record, edited_masks)   # previews + step scrubber
         return io.NodeOutput({"samples": edited}, masks, record, ui=ui)
 
 

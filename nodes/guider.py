@@ -14,7 +14,7 @@ import comfy.samplers
 
 from ..ledits_core import apply_edit_guidance, is_active, rescale_guidance
 from ..ledits_core.guidance import cfg as cfg_combine
-from ..ledits_core.masks import resize_user_mask, with_frames
+from ..ledits_core.masks import edited_region, resize_user_mask, with_frames
 from .capture import model_config, with_request
 from .families import with_guidance
 from .host_model import check_model
@@ -43,7 +43,8 @@ class LeditsGuider(comfy.samplers.CFGGuider):
 
     def _reset_run(self):
         self.steps = []          # per step: list of (attention map or None, mask or None) per concept
-        self.final_masks = [None] * len(self.concepts)
+        self._mask_sums = [None] * len(self.concepts)      # per concept: its masks summed over active steps
+        self._active_steps = [0] * len(self.concepts)
         self._user_masks = {}
 
     def sample(self, *args, **kwargs):
@@ -127,10 +128,17 @@ class LeditsGuider(comfy.samplers.CFGGuider):
         self._remember(step, maps, masks)
         return guided
 
+    @property
+    def edited_masks(self):
+        """Per concept: the cells it edited in at least 10 % of its active steps (None: never active)."""
+        return [edited_region(total, n) for total, n in zip(self._mask_sums, self._active_steps)]
+
     def _remember(self, step, maps, masks):
         for c, mask in enumerate(masks):
             if mask is not None:
-                self.final_masks[c] = mask
+                m = mask.detach().float()
+                self._mask_sums[c] = m if self._mask_sums[c] is None else self._mask_sums[c] + m
+                self._active_steps[c] += 1
         if self.record:
             small = [(None if a is None else a.detach(),
                       None if m is None else _pool(m)) for a, m in zip(maps, masks)]

@@ -1,6 +1,6 @@
 """What the LEDITS++ nodes show on the canvas after a run (ComfyUI "UI outputs").
 
-* Mask previews (GuidedEdit, MaskFromAttention): each concept's final mask, coloured per concept,
+* Mask previews (GuidedEdit, MaskFromAttention): each concept's output mask, coloured per concept,
   over a cheap preview of the image -- the edited latent through the model's latent2rgb factors
   (no VAE decode) -- with a legend (colour, +/- direction, concept text, mask coverage). Saved as
   temp PNGs through the host's standard `ui.PreviewImage`, so no JavaScript is needed to see them.

@@ -64,5 +64,5 @@ class AttentionRecord:
     thresholds: tuple
     latent_size: tuple
     steps: tuple
-    final_masks: tuple          # per concept: (B, 1, H, W) latent-size mask of its last active step
+    final_masks: tuple          # per concept: (B, 1, H, W) latent-size mask of where it edited (>= 10 % of its active steps)
     pixel_scale: int = 8        # pixels per latent cell of the model's VAE (16: Flux.2, WAN 2.2 5B)

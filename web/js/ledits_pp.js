@@ -276,7 +276,7 @@ function onStepsOutput(node, output) {
   const previous = node[STATE];
   node[STATE] = {
     data,
-    step: data.steps.length - 1,           // open on the final step (= the final masks)
+    step: data.steps.length - 1,           // open on the last step
     image: previous ? Math.min(previous.image, data.batch - 1) : 0,
     frame: previous ? Math.min(previous.frame ?? 0, data.frames.length - 1) : 0,
     view: previous?.view ?? "masks",
