@@ -5,7 +5,7 @@ import torch
 
 from ledits_core import (attention_mask, combine_masks, noise_mask, quantile_mask,
                          smooth_attention, smoothing_kernel, upsample_mask)
-from ledits_core.masks import resize_user_mask
+from ledits_core.masks import edited_region, resize_user_mask
 
 
 def test_kernel_constants():
@@ -99,3 +99,14 @@ def test_user_mask_resize():
     assert r.shape == (2, 1, 8, 6) and float(r[0, 0, :4].min()) == 1 and float(r[0, 0, 4:].max()) == 0
     with pytest.raises(ValueError, match="images"):
         resize_user_mask(torch.zeros(3, 8, 8), (8, 8), batch=2)
+
+
+def test_edited_region_keeps_cells_masked_in_a_tenth_of_the_active_steps():
+    steps = torch.zeros(20, 1, 1, 2, 3)
+    steps[:2, ..., 0, 0] = 1          # 2 of 20 steps: exactly the share, kept (no float tie)
+    steps[:1, ..., 0, 1] = 1          # 1 of 20: dropped
+    steps[:, ..., 1, 2] = 1           # every step
+    region = edited_region(steps.sum(0), 20)
+    assert region.tolist() == [[[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]]
+    assert edited_region(steps[0], 1).equal(steps[0])       # one active step: its mask
+    assert edited_region(None, 0) is None                   # never active
