@@ -6,9 +6,9 @@ Per held-out scene: VAE Encode -> LEDITS++ Inversion (defaults: 30 steps, skip 0
 Concept(s) (defaults: scale 5, threshold 0.9, intersect) -> Guided Edit -> VAE Decode, for the edits
 of edit_metrics.py; baselines: mask_type none / attention / noise, the target caption alone
 through Guided Edit (prompt only, cfg 7.5) and ComfyUI img2img (euler, same sigmas, cfg 7.5).
-Removal also scores the masks Guided Edit could hand on (issue #17): the last active step's (what
-it outputs now), the union / mean over active steps, the first step(s), the first step's
-attention-only mask. Prints markdown tables; --json writes every row.
+Removal also scores the masks Guided Edit could hand on (issue #17): the last active step's (its
+output before 0.4), cells masked in a share of the active steps (>= 0.1: its output since 0.4),
+the union over active steps, the first step(s), the first step's attention-only mask. Prints markdown tables; --json writes every row.
 """
 import argparse
 import json
@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import edit_metrics as E
+import kept_models
 import quality_pipeline as P
 import shapes_models
 import shapes_world as world
@@ -56,7 +57,7 @@ def mask_alternatives(record, concept=0):
     masks_core = P.pack_module("ledits_core.masks")
     first_map = steps[0][0]
     alternatives = {
-        "final (last active step, now)": masks[-1] > 0.5,
+        "last active step (the MASK output before 0.4)": masks[-1] > 0.5,
         "union over active steps": masks.max(0).values > 0.5,
         "mean over active steps >= 0.5": masks.mean(0) >= 0.5,
         "first active step": masks[0] > 0.5,
@@ -65,7 +66,8 @@ def mask_alternatives(record, concept=0):
         "union of the middle third": masks[third:2 * third].max(0).values > 0.5,
     }
     for share in (0.1, 0.2, 0.3):
-        alternatives[f"mean over active steps >= {share}"] = masks.mean(0) >= share
+        label = " (the MASK output since 0.4)" if share == 0.1 else ""
+        alternatives[f"mean over active steps >= {share}{label}"] = masks.mean(0) >= share - 1e-3
     if first_map is not None:
         m1 = masks_core.attention_mask(first_map, record.thresholds[concept], record.latent_size)
         alternatives["attention-only mask, first step"] = m1[0, 0] > 0.5
@@ -118,7 +120,7 @@ def mean(values):
 
 def table(rows, floor_rows):
     out = ["| family | edit | method | n | success | change outside (vs round trip) | change outside (vs input) | "
-           "PSNR outside (vs input) | final-mask IoU | coverage | none ÷ this (change) |",
+           "PSNR outside (vs input) | MASK output IoU | coverage | none ÷ this (change) |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     groups = {}
     for r in rows:
@@ -160,26 +162,33 @@ def main():
     ap.add_argument("--config", default="{}", help="JSON overrides of shapes_models.DEFAULTS")
     ap.add_argument("--skip", type=float, default=0.15, help="Inversion skip (the node's default: 0.15)")
     ap.add_argument("--concept", default="{}", help='JSON overrides of Edit Concept, e.g. {"threshold": 0.8}')
+    ap.add_argument("--kept", default="", help="models of bench/quality/models/ to measure instead (comma-separated)")
+    ap.add_argument("--capture", default="", help="LEDITS++ Attention Capture resolution for UNets, e.g. latent/2 "
+                    "(the tiny world's 16-cell latent gives 4x4 maps at the default latent/4)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     P.node_classes()
     rows, mask_rows, floors = [], [], {}
-    for layout in args.layouts.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
-            model, clip, vae, info = shapes_models.trained_model(layout, seed, log=log, **json.loads(args.config))
-            t0 = time.perf_counter()
-            variant = info["config"].get("world", "full")
-            with P.per_step_masks():
-                for scene in world.held_out(args.scenes, variant=variant):
-                    r, m, floor = measure_scene(f"{layout} s{seed}", model, clip, vae, scene, args.steps,
-                                                args.edits.split(","), args.methods.split(","), args.skip,
-                                                json.loads(args.concept))
-                    rows += r
-                    mask_rows += m
-                    floors.setdefault(f"{layout} s{seed}", []).append(floor)
-            log(f"{layout} seed {seed}: {args.scenes} scenes in {time.perf_counter() - t0:.0f} s")
+    runs = ([(name, lambda name=name: kept_models.load(name, log=log)) for name in args.kept.split(",")] if args.kept
+            else [(f"{layout} s{seed}", lambda layout=layout, seed=seed: shapes_models.trained_model(
+                layout, seed, log=log, **json.loads(args.config)))
+                  for layout in args.layouts.split(",") for seed in (int(s) for s in args.seeds.split(","))])
+    for label, load in runs:
+        model, clip, vae, info = load()
+        if args.capture:
+            model = P.run("LEditsPPAttentionCapture", model=model, resolution=args.capture, include_middle=False)[0]
+        t0 = time.perf_counter()
+        variant = info["config"].get("world", "full")
+        with P.per_step_masks():
+            for scene in world.held_out(args.scenes, variant=variant):
+                r, m, floor = measure_scene(label, model, clip, vae, scene, args.steps, args.edits.split(","),
+                                            args.methods.split(","), args.skip, json.loads(args.concept))
+                rows += r
+                mask_rows += m
+                floors.setdefault(label, []).append(floor)
+        log(f"{label}: {args.scenes} scenes in {time.perf_counter() - t0:.0f} s")
     print(table(rows, floors))
     print()
     print(mask_table(mask_rows))

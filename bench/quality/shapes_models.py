@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pathlib
+import sys
 import time
 
 import torch
@@ -54,6 +55,23 @@ def tiny_models():
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+# A smaller SD1.5-layout UNet (3 levels, 1 res block each, cross-attention at every level) that
+# CheckpointLoaderSimple still detects as the tiny SD1.5 (same width, context and heads).
+SMALL_UNET = {"channel_mult": [1, 2, 2], "num_res_blocks": [1, 1, 1], "transformer_depth": [1, 1, 1],
+              "transformer_depth_output": [1, 1, 1, 1, 1, 1]}
+
+
+def build(layout, seed, config):
+    """(ModelPatcher, CLIP, VAE) before training: tools/tiny_models.build, or with "unet": "small"
+    the smaller UNet, from one seeded generator the same way."""
+    tiny = tiny_models()
+    if config.get("unet") != "small":
+        return tiny.build(layout, seed)
+    tiny.register()
+    dit = sys.modules["ledits_tools_tiny_dit_models"]
+    return dit.assemble(tiny.CLASSES[layout], dict(tiny.UNETS[layout], **SMALL_UNET), seed, latent_channels=4)
 
 
 def config_key(kind, seed, **config):
@@ -307,7 +325,7 @@ def trained_model(layout, seed=0, log=print, **overrides):
             p.requires_grad_(True)
         config = dict(config, steps=more[0], lr=more[1])
     else:
-        patcher, clip, _ = tiny.build(layout, seed)
+        patcher, clip, _ = build(layout, seed, config)
         distinct_words(clip, config.get("token_std"), seed)
         local_words(clip, config.get("word_mixing"))
         before = {"curve": [], "train_s": 0.0}

@@ -1,0 +1,135 @@
+"""Trained tiny models kept in the repository, small enough to keep (bench/quality/models/).
+
+Training differs from CPU to CPU in its last bits, and two training seeds of the same recipe
+edit very differently (bench/quality/README.md), so a test that trains its own model would test a
+different model on every machine. The quality test loads one of these instead. A file holds only
+what training changed: the denoiser (fp16) and the rows of the text encoders' word tables that
+the world's captions use. Everything else is rebuilt from the seed exactly as training started
+(shapes_models.build, distinct_words, local_words), and the VAE is the
+constructed one (shapes_vae: an exact 8x8 cell average in, its inverse out; no trained decoder).
+
+    ~/ComfyUI/.venv/bin/python bench/quality/kept_models.py --layout sd3 --seed 0 --config '{...}' --name sd3_seed0
+"""
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+
+import quality_host  # noqa: F401
+import torch
+
+import comfy.sd
+import comfy.utils
+
+import shapes_models as M
+import shapes_vae
+import shapes_world as world
+
+KEPT = pathlib.Path(__file__).resolve().parent / "models"
+TABLE = "token_embedding.weight"
+
+
+def world_token_ids(clip, variant):
+    """Per text encoder, every token id the variant's captions and concepts can produce (padding,
+    start and end tokens included)."""
+    words = world.VARIANTS[variant]
+    texts = [" and ".join(f"a {c} {s}" for c in words["colours"] for s in words["shapes"]),
+             ", ".join(words["backgrounds"]) + " on a", ""]
+    ids = {}
+    for text in texts:
+        for encoder, batches in clip.tokenize(text).items():
+            ids.setdefault(encoder, set()).update(int(t[0]) for batch in batches for t in batch)
+    return {encoder: sorted(found) for encoder, found in ids.items()}
+
+
+def word_tables(clip):
+    """{encoder key ('l', 'g'): its token table parameter}."""
+    tables = {}
+    for name, p in clip.cond_stage_model.named_parameters():
+        if name.endswith(TABLE):
+            tables[name.split(".")[0].replace("clip_", "")] = p
+    return tables
+
+
+def text_encoder_fingerprint(clip, layout):
+    """sha256 of the text encoders' weights: the rebuilt frozen CLIP must be the one training saw.
+    An SD1.5 checkpoint has no CLIP text projection (SD1.5 uses no pooled output): the loader
+    leaves it uninitialised, so it is left out there."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(clip.cond_stage_model.state_dict().items()):
+        if layout == "sd15" and name.endswith("text_projection.weight"):
+            continue
+        digest.update(name.encode() + tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def export(layout, seed, config, name):
+    patcher, clip, _, info = M.trained_model(layout, seed, **config)
+    variant = info["config"].get("world", "full")
+    tensors = {f"denoiser.{k}": v.detach().half().contiguous()
+               for k, v in patcher.model.diffusion_model.state_dict().items()}
+    tables = word_tables(clip)
+    for encoder, ids in world_token_ids(clip, variant).items():
+        if encoder not in tables:              # T5 of the SD3 layout: never trained, rebuilt from the seed
+            continue
+        index = torch.tensor(ids)
+        tensors[f"words.{encoder}.ids"] = index
+        tensors[f"words.{encoder}.rows"] = tables[encoder].detach()[index].half().contiguous()
+    KEPT.mkdir(exist_ok=True)
+    path = KEPT / f"{name}.safetensors"
+    meta = {"layout": layout, "seed": str(seed), "config": json.dumps(info["config"]),
+            "train_s": f"{info['train_s']:.0f}", "text_encoders": text_encoder_fingerprint(clip, layout)}
+    comfy.utils.save_torch_file(tensors, str(path), metadata=meta)
+    print(f"{path}: {path.stat().st_size / 2 ** 20:.2f} MiB")
+    return path
+
+
+def load(name, log=print):
+    """(MODEL, CLIP, VAE, info) of a kept model, through CheckpointLoaderSimple's loader (a full
+    checkpoint is assembled once and cached)."""
+    path = KEPT / f"{name}.safetensors"
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    full = M.CACHE / f"kept_{name}_{digest}.safetensors"
+    tensors, meta = comfy.utils.load_torch_file(str(path), return_metadata=True)
+    layout, seed, config = meta["layout"], int(meta["seed"]), json.loads(meta["config"])
+    info = {"config": config, "train_s": float(meta["train_s"]), "cached": full.exists(), "kept": str(path),
+            "bytes": path.stat().st_size}
+    if not full.exists():
+        patcher, clip, _ = M.build(layout, seed, config)
+        M.distinct_words(clip, config.get("token_std"), seed)
+        M.local_words(clip, config.get("word_mixing"))
+        denoiser = {k[len("denoiser."):]: v for k, v in tensors.items() if k.startswith("denoiser.")}
+        patcher.model.diffusion_model.load_state_dict(denoiser, strict=True)
+        with torch.no_grad():
+            for encoder, table in word_tables(clip).items():
+                ids = tensors[f"words.{encoder}.ids"].long()
+                table[ids] = tensors[f"words.{encoder}.rows"].to(table.dtype)
+        vae = comfy.sd.VAE(sd=shapes_vae.build_taesd(M.LATENT_CHANNELS[layout]).state_dict())
+        M.CACHE.mkdir(parents=True, exist_ok=True)
+        part = full.with_name(f"{full.stem}.{os.getpid()}.part")     # another process may assemble it too
+        comfy.sd.save_checkpoint(str(part), patcher, clip, vae)
+        os.replace(part, full)
+        log(f"assembled {full} from {path}")
+    M.tiny_models().register()
+    patcher, clip, vae = comfy.sd.load_checkpoint_guess_config(str(full))[:3]
+    if text_encoder_fingerprint(clip, layout) != meta["text_encoders"]:         # both as CheckpointLoader loads them
+        full.unlink()
+        raise RuntimeError(f"{path.name}: the text encoders rebuilt from seed {seed} are not the ones the model "
+                           "was trained with (this torch draws other random numbers); re-export it with "
+                           "kept_models.py from a trained model")
+    return patcher, clip, vae, info
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Keep a trained model in bench/quality/models/.")
+    ap.add_argument("--layout", default="sd3")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", default="{}", help="JSON overrides of shapes_models.DEFAULTS")
+    ap.add_argument("--name", required=True)
+    args = ap.parse_args()
+    export(args.layout, args.seed, json.loads(args.config), args.name)
+
+
+if __name__ == "__main__":
+    main()
