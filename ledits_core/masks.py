@@ -106,9 +106,9 @@ def combine_masks(m1, m2):
 def edited_region(mask_sum, active_steps, share=0.1):
     """The cells a concept edited in at least `share` of its active steps, from the sum of its
     per-step masks. The last step's mask alone is a poor answer to "where did the edit act": a
-    removal's last steps come after the object is gone. On seven trained tiny models (SD3, UNet)
-    that mask met the removed object with IoU 0.00-0.17, this one with 0.11-0.54, best or close to
-    the best of the alternatives measured (bench/quality/README.md, third measurement).
+    removal's last steps come after the object is gone. On eight trained tiny models (SD3, Flux,
+    UNet) that mask met the removed object with IoU 0.00-0.17, this one with 0.11-0.54, best or
+    close to the best of the alternatives measured (bench/quality/README.md, third measurement).
     Sums of 0/1 masks are whole numbers, so the comparison has no float tie to fall on."""
     if mask_sum is None or active_steps == 0:
         return None

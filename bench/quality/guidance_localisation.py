@@ -18,7 +18,7 @@ import shapes_models as M
 import shapes_vae
 import shapes_world as world
 
-LEVELS = {"sd3": (0.9, 0.7, 0.5, 0.3), "sd15": (14.6, 4.0, 1.5, 0.5)}
+LEVELS = {"sd3": (0.9, 0.7, 0.5, 0.3), "flux": (0.9, 0.7, 0.5, 0.3), "sd15": (14.6, 4.0, 1.5, 0.5)}
 
 
 @torch.no_grad()

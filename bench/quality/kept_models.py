@@ -27,7 +27,6 @@ import shapes_vae
 import shapes_world as world
 
 KEPT = pathlib.Path(__file__).resolve().parent / "models"
-TABLE = "token_embedding.weight"
 
 
 def world_token_ids(clip, variant):
@@ -44,10 +43,10 @@ def world_token_ids(clip, variant):
 
 
 def word_tables(clip):
-    """{encoder key ('l', 'g'): its token table parameter}."""
+    """{encoder key as the tokenizer names it ('l', 'g', 't5xxl'): its token table parameter}."""
     tables = {}
     for name, p in clip.cond_stage_model.named_parameters():
-        if name.endswith(TABLE):
+        if name.endswith(M.WORD_TABLES):
             tables[name.split(".")[0].replace("clip_", "")] = p
     return tables
 
@@ -71,7 +70,7 @@ def export(layout, seed, config, name):
                for k, v in patcher.model.diffusion_model.state_dict().items()}
     tables = word_tables(clip)
     for encoder, ids in world_token_ids(clip, variant).items():
-        if encoder not in tables:              # T5 of the SD3 layout: never trained, rebuilt from the seed
+        if encoder not in tables:              # an encoder the tiny model does not have
             continue
         index = torch.tensor(ids)
         tensors[f"words.{encoder}.ids"] = index
@@ -85,9 +84,42 @@ def export(layout, seed, config, name):
     return path
 
 
+def host_names(weights, net):
+    """Weights named as this host's network names them: Flux's RMSNorm scale is `...norm.weight`
+    on 0.33 and `...norm.scale` on 0.3.64."""
+    own = set(net.state_dict())
+    swap = {".weight": ".scale", ".scale": ".weight"}
+    renamed = {}
+    for key, value in weights.items():
+        if key not in own:
+            for old, new in swap.items():
+                if key.endswith(old) and key[:-len(old)] + new in own:
+                    key = key[:-len(old)] + new
+                    break
+        renamed[key] = value
+    return renamed
+
+
+def rebuilt(tensors, layout, seed, config):
+    """(MODEL, CLIP, VAE) rebuilt from the seed with the kept weights put in."""
+    patcher, clip, _ = M.build(layout, seed, config)
+    M.distinct_words(clip, config.get("token_std"), seed)
+    M.local_words(clip, config.get("word_mixing"))
+    denoiser = {k[len("denoiser."):]: v for k, v in tensors.items() if k.startswith("denoiser.")}
+    patcher.model.diffusion_model.load_state_dict(host_names(denoiser, patcher.model.diffusion_model), strict=True)
+    with torch.no_grad():
+        for encoder, table in word_tables(clip).items():
+            if f"words.{encoder}.ids" in tensors:
+                table[tensors[f"words.{encoder}.ids"].long()] = tensors[f"words.{encoder}.rows"].to(table.dtype)
+    latent_format = M.FLUX_LATENT if layout == "flux" else None
+    taesd = shapes_vae.build_taesd(M.LATENT_CHANNELS[layout]).state_dict()
+    return patcher, clip, comfy.sd.VAE(sd=M.with_latent_format(taesd, latent_format))
+
+
 def load(name, log=print):
     """(MODEL, CLIP, VAE, info) of a kept model, through CheckpointLoaderSimple's loader (a full
-    checkpoint is assembled once and cached)."""
+    checkpoint is assembled once and cached); a tiny Flux, which no file can hold for ComfyUI's
+    detection, is rebuilt in memory."""
     path = KEPT / f"{name}.safetensors"
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     full = M.CACHE / f"kept_{name}_{digest}.safetensors"
@@ -95,26 +127,19 @@ def load(name, log=print):
     layout, seed, config = meta["layout"], int(meta["seed"]), json.loads(meta["config"])
     info = {"config": config, "train_s": float(meta["train_s"]), "cached": full.exists(), "kept": str(path),
             "bytes": path.stat().st_size}
-    if not full.exists():
-        patcher, clip, _ = M.build(layout, seed, config)
-        M.distinct_words(clip, config.get("token_std"), seed)
-        M.local_words(clip, config.get("word_mixing"))
-        denoiser = {k[len("denoiser."):]: v for k, v in tensors.items() if k.startswith("denoiser.")}
-        patcher.model.diffusion_model.load_state_dict(denoiser, strict=True)
-        with torch.no_grad():
-            for encoder, table in word_tables(clip).items():
-                ids = tensors[f"words.{encoder}.ids"].long()
-                table[ids] = tensors[f"words.{encoder}.rows"].to(table.dtype)
-        vae = comfy.sd.VAE(sd=shapes_vae.build_taesd(M.LATENT_CHANNELS[layout]).state_dict())
-        M.CACHE.mkdir(parents=True, exist_ok=True)
-        part = full.with_name(f"{full.stem}.{os.getpid()}.part")     # another process may assemble it too
-        comfy.sd.save_checkpoint(str(part), patcher, clip, vae)
-        os.replace(part, full)
-        log(f"assembled {full} from {path}")
     M.tiny_models().register()
-    patcher, clip, vae = comfy.sd.load_checkpoint_guess_config(str(full))[:3]
+    if layout in M.IN_MEMORY:
+        patcher, clip, vae = rebuilt(tensors, layout, seed, config)
+    else:
+        if not full.exists():
+            M.CACHE.mkdir(parents=True, exist_ok=True)
+            part = full.with_name(f"{full.stem}.{os.getpid()}.part")     # another process may assemble it too
+            comfy.sd.save_checkpoint(str(part), *rebuilt(tensors, layout, seed, config))
+            os.replace(part, full)
+            log(f"assembled {full} from {path}")
+        patcher, clip, vae = comfy.sd.load_checkpoint_guess_config(str(full))[:3]
     if text_encoder_fingerprint(clip, layout) != meta["text_encoders"]:         # both as CheckpointLoader loads them
-        full.unlink()
+        full.unlink(missing_ok=True)
         raise RuntimeError(f"{path.name}: the text encoders rebuilt from seed {seed} are not the ones the model "
                            "was trained with (this torch draws other random numbers); re-export it with "
                            "kept_models.py from a trained model")

@@ -89,11 +89,12 @@ def run_method(method, model, clip, vae, inversion, latent, sigmas, edit, negati
 
 
 def measure_scene(layout, model, clip, vae, scene, steps, edit_names=None, removal_methods=REMOVAL_METHODS,
-                  skip=0.15, concept=None):
+                  skip=0.15, concept=None, empty_negative=False):
     rows, mask_rows = [], []
     latent = P.encode(vae, scene.image)
     round_trip = P.decode(vae, latent)
-    inversion, _, sigmas = P.invert(model, latent, steps=steps, skip=skip)
+    inversion, _, sigmas = P.invert(model, latent, steps=steps, skip=skip,
+                                    negative=P.text(clip, "") if empty_negative else None)
     negative = zero_conditioning(clip)
     floor = {"change_vs_input": E.change(round_trip, scene.image, torch.ones_like(scene.masks[0])),
              "psnr": E.psnr(round_trip, scene.image, torch.ones_like(scene.masks[0]))}
@@ -162,6 +163,8 @@ def main():
     ap.add_argument("--config", default="{}", help="JSON overrides of shapes_models.DEFAULTS")
     ap.add_argument("--skip", type=float, default=0.15, help="Inversion skip (the node's default: 0.15)")
     ap.add_argument("--concept", default="{}", help='JSON overrides of Edit Concept, e.g. {"threshold": 0.8}')
+    ap.add_argument("--empty-negative", action="store_true",
+                    help="connect the encoded empty prompt as the Inversion's negative (default: unconnected = zeros)")
     ap.add_argument("--kept", default="", help="models of bench/quality/models/ to measure instead (comma-separated)")
     ap.add_argument("--capture", default="", help="LEDITS++ Attention Capture resolution for UNets, e.g. latent/2 "
                     "(the tiny world's 16-cell latent gives 4x4 maps at the default latent/4)")
@@ -184,7 +187,8 @@ def main():
         with P.per_step_masks():
             for scene in world.held_out(args.scenes, variant=variant):
                 r, m, floor = measure_scene(label, model, clip, vae, scene, args.steps, args.edits.split(","),
-                                            args.methods.split(","), args.skip, json.loads(args.concept))
+                                            args.methods.split(","), args.skip, json.loads(args.concept),
+                                            args.empty_negative)
                 rows += r
                 mask_rows += m
                 floors.setdefault(label, []).append(floor)

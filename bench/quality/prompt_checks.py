@@ -15,7 +15,7 @@ import shapes_models
 import shapes_vae
 import shapes_world as world
 
-LOSS_SIGMA = {"sd15": (1.0, 3.0), "sd3": (0.5, 0.8)}
+LOSS_SIGMA = {"sd15": (1.0, 3.0), "sd3": (0.5, 0.8), "flux": (0.5, 0.8)}
 PALETTE = list(world.COLOURS) + list(world.BACKGROUNDS)
 
 
@@ -50,7 +50,7 @@ def generate(model, captions, texts, steps=20, cfg=4.0, seed=0):
     n = len(texts)
     sampling = m.model_sampling
     sigmas = comfy.samplers.calculate_sigmas(sampling, "normal", steps).float()
-    channels = m.diffusion_model.in_channels if hasattr(m.diffusion_model, "in_channels") else 16
+    channels = shapes_models.LATENT_CHANNELS[captions.layout]
     noise = torch.randn(n, channels, 16, 16, generator=torch.Generator().manual_seed(seed))
     x = sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise), max_denoise=True)
     cond, cond_extra = captions.batch(texts)

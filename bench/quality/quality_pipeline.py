@@ -76,9 +76,12 @@ def text(clip, prompt):
     return run("CLIPTextEncode", clip=clip, text=prompt)[0]
 
 
-def invert(model, latent, steps=30, skip=0.15, seed=0):
+def invert(model, latent, steps=30, skip=0.15, seed=0, negative=None):
+    """Inversion at the node's defaults; `negative` unconnected (None) means the family's zero
+    conditioning, as in a user's graph."""
+    extra = {} if negative is None else {"negative": negative}
     return run("LEditsPPInversion", model=model, latent=latent, steps=steps, skip=skip, seed=seed,
-               schedule="exact", source_cfg=3.5)
+               schedule="exact", source_cfg=3.5, **extra)
 
 
 def concepts(clip, items, **overrides):

@@ -37,10 +37,15 @@ import shapes_world as world
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
-LATENT_CHANNELS = {"sd15": 4, "sd3": 16}
+LATENT_CHANNELS = {"sd15": 4, "sd3": 16, "flux": 16}
+FLUX_LATENT = (0.3611, 0.1159)          # Flux.1's latent format: its TAESD gets these as vae_scale / vae_shift
+FLUX_GUIDANCE = (1.0, 5.0)              # tiny Flux dev trains on a random guidance input (no distillation)
+IN_MEMORY = ("flux",)                   # ComfyUI's Flux detection assumes full-size heads: no checkpoint file
 # world: shapes_world variant; word_lr: learning rate of the text encoders' token tables (0: frozen)
 DEFAULTS = {"sd15": {"steps": 400, "batch": 12, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2},
             "sd3": {"steps": 500, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2},
+            "flux": {"steps": 2000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2,
+                     "word_mixing": 0},
             "vae4": {"steps": 60, "batch": 4, "lr": 5e-4},
             "vae16": {"steps": 60, "batch": 4, "lr": 5e-4}}
 
@@ -81,14 +86,14 @@ def config_key(kind, seed, **config):
 
 
 # ----------------------------------------------------------------------------- VAE
-def trained_vae(channels, seed=0, log=print, **overrides):
+def trained_vae(channels, seed=0, log=print, latent_format=None, **overrides):
     """comfy.sd.VAE of the world's TAESD (cached); info dict with PSNR before/after and time."""
     config = dict(DEFAULTS[f"vae{channels}"], **overrides)
     path = CACHE / f"vae{channels}_{config_key(f'vae{channels}', seed, **config)}.safetensors"
     info_path = path.with_suffix(".json")
     if path.exists():
         sd = comfy.utils.load_torch_file(str(path))
-        return comfy.sd.VAE(sd=sd), dict(json.loads(info_path.read_text()), cached=True)
+        return comfy.sd.VAE(sd=with_latent_format(sd, latent_format)), dict(json.loads(info_path.read_text()), cached=True)
     taesd = vae_module.build_taesd(channels, seed)
     before, after, seconds = vae_module.train_decoder(taesd, channels, seed=seed, log=log, **config)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -97,7 +102,15 @@ def trained_vae(channels, seed=0, log=print, **overrides):
     info = {"psnr_initial": before, "psnr_trained": after, "train_s": seconds, "bytes": path.stat().st_size,
             "config": config}
     info_path.write_text(json.dumps(info))
-    return comfy.sd.VAE(sd=sd), dict(info, cached=False)
+    return comfy.sd.VAE(sd=with_latent_format(sd, latent_format)), dict(info, cached=False)
+
+
+def with_latent_format(sd, latent_format):
+    """The TAESD state dict with another family's (vae_scale, vae_shift), so that the MODEL still
+    sees exactly the encoder output."""
+    if latent_format is None:
+        return sd
+    return dict(sd, vae_scale=torch.tensor(latent_format[0]), vae_shift=torch.tensor(latent_format[1]))
 
 
 # ----------------------------------------------------------------------------- text
@@ -114,7 +127,7 @@ class Captions:
         if text not in self.cache:
             with torch.no_grad():
                 cond, pooled = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
-            self.cache[text] = (cond.float(), {"y": pooled.float()} if self.layout == "sd3" else {})
+            self.cache[text] = (cond.float(), pooled_extra(self.layout, pooled.float()))
         return self.cache[text]
 
     def trained(self, text):
@@ -124,7 +137,7 @@ class Captions:
         if text not in self.tokens:
             self.tokens[text] = self.clip.tokenize(text)
         cond, pooled = self.clip.encode_from_tokens(self.tokens[text], return_pooled=True)
-        return cond.float(), {"y": pooled.float()} if self.layout == "sd3" else {}
+        return cond.float(), pooled_extra(self.layout, pooled.float())
 
     def batch(self, texts, grad=False):
         if grad:
@@ -134,12 +147,19 @@ class Captions:
             items = [self.encode(t) for t in texts]
         context = torch.cat([c for c, _ in items])
         extra = {k: torch.cat([e[k] for _, e in items]) for k in items[0][1]}
+        if self.layout == "flux":                          # the distilled guidance input, as sampling sets it
+            extra["guidance"] = torch.full((len(items),), 3.5)
         return context, extra
 
 
-def zero_conditioning(layout, context_width, pooled_width):
-    """What nodes/families/{unet,sd3}.zero_conditioning gives: zeros (1, 77, width) (+ pooled)."""
-    return (torch.zeros(1, 77, context_width), {"y": torch.zeros(1, pooled_width)} if layout == "sd3" else {})
+def pooled_extra(layout, pooled):
+    return {"y": pooled} if layout in ("sd3", "flux") else {}
+
+
+def zero_conditioning(layout, context_shape, pooled_width):
+    """What nodes/families zero_conditioning gives: zeros shaped like the encoded empty prompt
+    (77 CLIP tokens; Flux: 256 T5 tokens) (+ zero pooled)."""
+    return torch.zeros(1, *context_shape), pooled_extra(layout, torch.zeros(1, pooled_width))
 
 
 def training_caption(scene, g):
@@ -180,7 +200,20 @@ def differentiable_text(clip):
     """ComfyUI's CLIP layers add their residuals in place (x += f(norm(x))), which autograd refuses
     once the norm saved x. While the word table trains, each layer norm gets a copy of its input."""
     hooks = [m.register_forward_pre_hook(lambda _m, args: (args[0].clone(),) + tuple(args[1:]))
-             for name, m in clip.cond_stage_model.named_modules() if name.endswith(("layer_norm1", "layer_norm2"))]
+             for name, m in clip.cond_stage_model.named_modules() if name.endswith(("layer_norm1", "layer_norm2", "layer_norm"))]
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@contextlib.contextmanager
+def differentiable_norms(net):
+    """Flux's blocks add their residuals in place too (img += ...) after a LayerNorm saved img:
+    while training, every LayerNorm of the denoiser gets a copy of its input."""
+    hooks = [m.register_forward_pre_hook(lambda _m, args: (args[0].clone(),) + tuple(args[1:]))
+             for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
     try:
         yield
     finally:
@@ -189,7 +222,25 @@ def differentiable_text(clip):
 
 
 def word_tables(clip):
-    return [p for name, p in clip.cond_stage_model.named_parameters() if name.endswith("token_embedding.weight")]
+    return [p for name, p in clip.cond_stage_model.named_parameters() if name.endswith(WORD_TABLES)]
+
+
+WORD_TABLES = ("token_embedding.weight", "shared.weight")     # CLIP, T5
+
+
+@contextlib.contextmanager
+def training_mode():
+    """ComfyUI 0.33 runs Flux's rope through a kernel without a backward unless in_training is set."""
+    import comfy.model_management as mm
+    before = getattr(mm, "in_training", None)
+    mm.in_training = True
+    try:
+        yield
+    finally:
+        if before is None:
+            del mm.in_training
+        else:
+            mm.in_training = before
 
 
 def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_variant="full", word_lr=0.0,
@@ -212,7 +263,8 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_va
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     curve, t0 = [], time.perf_counter()
     net.train()
-    with differentiable_text(captions.clip) if word_lr else contextlib.nullcontext():
+    with differentiable_text(captions.clip) if word_lr else contextlib.nullcontext(), training_mode(), \
+            differentiable_norms(net) if layout in IN_MEMORY else contextlib.nullcontext():
         _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, bool(word_lr), log, curve, t0,
                      weighting)
     net.eval()
@@ -244,6 +296,9 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
         scenes = world.training_batch(batch, g, world_variant)
         x0 = vae_module.latent_of(torch.stack([s.image for s in scenes]), channels)
         context, extra = captions.batch([training_caption(s, g) for s in scenes], grad=grad_words)
+        if layout == "flux":
+            low, high = FLUX_GUIDANCE
+            extra["guidance"] = low + (high - low) * torch.rand(batch, generator=g)
         sigma = draw_sigma(model, layout, batch, g)
         eps = torch.randn(x0.shape, generator=g)
         x = noisy(model, x0, sigma, eps)
@@ -264,7 +319,7 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
 def zero_for(patcher, clip, layout):
     with torch.no_grad():
         cond, pooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
-    return zero_conditioning(layout, cond.shape[-1], pooled.shape[-1])
+    return zero_conditioning(layout, cond.shape[1:], pooled.shape[-1])
 
 
 def local_words(clip, mixing):
@@ -277,7 +332,7 @@ def local_words(clip, mixing):
         return
     with torch.no_grad():
         for name, m in clip.cond_stage_model.named_modules():
-            if name.endswith("self_attn.out_proj"):
+            if name.endswith(("self_attn.out_proj", "SelfAttention.o")):
                 m.weight.mul_(mixing)
                 if m.bias is not None:
                     m.bias.mul_(mixing)
@@ -294,8 +349,20 @@ def distinct_words(clip, token_std, seed):
     g = torch.Generator().manual_seed(10_000 + seed)
     with torch.no_grad():
         for name, p in clip.cond_stage_model.named_parameters():
-            if name.endswith("token_embedding.weight"):
+            if name.endswith(WORD_TABLES):
                 p.copy_(torch.randn(p.shape, generator=g) * token_std)
+
+
+def load_trained(path, layout, seed, config):
+    """(MODEL, CLIP) of a cached trained model: CheckpointLoaderSimple's loader, or for a tiny Flux
+    (no file ComfyUI can detect) the model built from the seed with the saved weights put in."""
+    if layout not in IN_MEMORY:
+        return comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False)[:2]
+    sd = comfy.utils.load_torch_file(str(path))
+    patcher, clip, _ = build(layout, seed, config)
+    patcher.model.diffusion_model.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("model.")})
+    clip.cond_stage_model.load_state_dict({k[5:]: v for k, v in sd.items() if k.startswith("clip.")}, strict=False)
+    return patcher, clip
 
 
 def trained_model(layout, seed=0, log=print, **overrides):
@@ -309,10 +376,11 @@ def trained_model(layout, seed=0, log=print, **overrides):
     key = config_key(layout, seed, vae=DEFAULTS[f"vae{LATENT_CHANNELS[layout]}"], **config)
     path = CACHE / f"{layout}_seed{seed}_{key}.safetensors"
     info_path = path.with_suffix(".json")
+    latent_format = FLUX_LATENT if layout == "flux" else None
     if path.exists():
-        patcher, clip = comfy.sd.load_checkpoint_guess_config(str(path), output_vae=False)[:2]
+        patcher, clip = load_trained(path, layout, seed, config)
         info = dict(json.loads(info_path.read_text()), cached=True)
-        vae, info["vae"] = trained_vae(LATENT_CHANNELS[layout], log=log)
+        vae, info["vae"] = trained_vae(LATENT_CHANNELS[layout], log=log, latent_format=latent_format)
         return patcher, clip, vae, info
     more = config.pop("more", None)            # [steps, lr]: continue from the cached stage before;
     if more:                                   # [[steps, lr], [steps, lr], ...]: stages in a row
@@ -337,9 +405,14 @@ def trained_model(layout, seed=0, log=print, **overrides):
                            weighting=config.get("weighting"),
                            **{k: v for k, v in config.items() if k in ("steps", "batch", "lr")})
     curve, seconds = before["curve"] + curve, before["train_s"] + seconds
-    vae, vae_info = trained_vae(LATENT_CHANNELS[layout], log=log)
+    vae, vae_info = trained_vae(LATENT_CHANNELS[layout], log=log, latent_format=latent_format)
     CACHE.mkdir(parents=True, exist_ok=True)
-    comfy.sd.save_checkpoint(str(path), patcher, clip, vae)
+    if layout in IN_MEMORY:
+        sd = {f"model.{k}": v for k, v in patcher.model.diffusion_model.state_dict().items()}
+        sd.update({f"clip.{k}": v for k, v in clip.cond_stage_model.state_dict().items()})
+        comfy.utils.save_torch_file({k: v.detach().contiguous() for k, v in sd.items()}, str(path))
+    else:
+        comfy.sd.save_checkpoint(str(path), patcher, clip, vae)
     info = {"curve": curve, "train_s": seconds, "bytes": path.stat().st_size, "config": dict(config, more=more),
             "parameters": sum(p.numel() for p in patcher.model.diffusion_model.parameters())}
     info_path.write_text(json.dumps(info))
