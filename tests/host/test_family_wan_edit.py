@@ -164,8 +164,8 @@ def test_scale_reverse_and_mask_coverage(load_wan, run_node, empty, comfy_host):
     assert not torch.allclose(run(8.0, reverse=True)[0]["samples"], large)
     for threshold in (0.5, 0.8, 0.95):
         for mask_type in ("attention", "noise"):
-            final = run(5.0, mask_type=mask_type, threshold=threshold)[1]
-            coverage = final.mean().item()
+            record = run(5.0, mask_type=mask_type, threshold=threshold)[2]
+            coverage = torch.stack([step[0][1] for step in record.steps]).mean().item()   # each step's mask
             print(f"ComfyUI {comfy_host['version']} wan21 {mask_type} mask, threshold {threshold}: "
                   f"coverage {coverage:.3f}")
             assert abs(coverage - (1 - threshold)) <= 0.15
