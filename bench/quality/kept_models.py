@@ -42,15 +42,6 @@ def world_token_ids(clip, variant):
     return {encoder: sorted(found) for encoder, found in ids.items()}
 
 
-def word_tables(clip):
-    """{encoder key as the tokenizer names it ('l', 'g', 't5xxl'): its token table parameter}."""
-    tables = {}
-    for name, p in clip.cond_stage_model.named_parameters():
-        if name.endswith(M.WORD_TABLES):
-            tables[name.split(".")[0].replace("clip_", "")] = p
-    return tables
-
-
 def text_encoder_fingerprint(clip, layout):
     """sha256 of the text encoders' weights: the rebuilt frozen CLIP must be the one training saw.
     An SD1.5 checkpoint has no CLIP text projection (SD1.5 uses no pooled output): the loader
@@ -68,7 +59,7 @@ def export(layout, seed, config, name):
     variant = info["config"].get("world", "full")
     tensors = {f"denoiser.{k}": v.detach().half().contiguous()
                for k, v in patcher.model.diffusion_model.state_dict().items()}
-    tables = word_tables(clip)
+    tables = M.word_tables(clip)
     for encoder, ids in world_token_ids(clip, variant).items():
         if encoder not in tables:              # an encoder the tiny model does not have
             continue
@@ -108,12 +99,11 @@ def rebuilt(tensors, layout, seed, config):
     denoiser = {k[len("denoiser."):]: v for k, v in tensors.items() if k.startswith("denoiser.")}
     patcher.model.diffusion_model.load_state_dict(host_names(denoiser, patcher.model.diffusion_model), strict=True)
     with torch.no_grad():
-        for encoder, table in word_tables(clip).items():
+        for encoder, table in M.word_tables(clip).items():
             if f"words.{encoder}.ids" in tensors:
                 table[tensors[f"words.{encoder}.ids"].long()] = tensors[f"words.{encoder}.rows"].to(table.dtype)
-    latent_format = M.FLUX_LATENT if layout == "flux" else None
     taesd = shapes_vae.build_taesd(M.LATENT_CHANNELS[layout]).state_dict()
-    return patcher, clip, comfy.sd.VAE(sd=M.with_latent_format(taesd, latent_format))
+    return patcher, clip, comfy.sd.VAE(sd=M.with_latent_format(taesd, M.latent_format_of(layout)))
 
 
 def load(name, log=print):

@@ -181,7 +181,7 @@ def main():
     for label, load in runs:
         model, clip, vae, info = load()
         if args.capture:
-            model = P.run("LEditsPPAttentionCapture", model=model, resolution=args.capture, include_middle=False)[0]
+            model = P.attention_capture(model, args.capture)
         t0 = time.perf_counter()
         variant = info["config"].get("world", "full")
         with P.per_step_masks():

@@ -78,7 +78,7 @@ def main():
     else:
         model, clip, vae, info = shapes_models.trained_model(args.layout, args.seed, **json.loads(args.config))
     if args.capture:
-        model = P.run("LEditsPPAttentionCapture", model=model, resolution=args.capture, include_middle=False)[0]
+        model = P.attention_capture(model, args.capture)
     render(model, clip, vae, info, args.scenes, args.out)
 
 

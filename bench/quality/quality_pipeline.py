@@ -62,6 +62,11 @@ def per_step_masks():
         guider._pool = original
 
 
+def attention_capture(model, resolution):
+    """MODEL through LEDITS++ Attention Capture at `resolution` (e.g. "latent/2" for the UNet)."""
+    return run("LEditsPPAttentionCapture", model=model, resolution=resolution, include_middle=False)[0]
+
+
 def encode(vae, image):
     """(3, H, W) in [0, 1] -> LATENT via VAE Encode."""
     return run("VAEEncode", pixels=image.movedim(0, -1)[None], vae=vae)[0]

@@ -111,6 +111,11 @@ def trained_vae(channels, seed=0, log=print, latent_format=None, **overrides):
     return comfy.sd.VAE(sd=with_latent_format(sd, latent_format)), dict(info, cached=False)
 
 
+def latent_format_of(layout):
+    """(vae_scale, vae_shift) the layout's TAESD needs other than its channel count's default."""
+    return FLUX_LATENT if layout == "flux" else None
+
+
 def with_latent_format(sd, latent_format):
     """The TAESD state dict with another family's (vae_scale, vae_shift), so that the MODEL still
     sees exactly the encoder output."""
@@ -202,12 +207,11 @@ def draw_sigma(model, layout, n, g):
 
 
 @contextlib.contextmanager
-def differentiable_text(clip):
-    """ComfyUI's CLIP layers add their residuals in place (x += f(norm(x))), which autograd refuses
-    once the norm saved x. While the word table trains, each layer norm gets a copy of its input."""
-    norms = ("layer_norm1", "layer_norm2", "layer_norm")              # CLIP, T5
-    hooks = [m.register_forward_pre_hook(lambda _m, args: (args[0].clone(),) + tuple(args[1:]))
-             for name, m in clip.cond_stage_model.named_modules() if name.endswith(norms)]
+def input_copies(modules):
+    """While training, each of `modules` gets a copy of its input. ComfyUI's CLIP and T5 layers and
+    Flux's blocks add their residuals in place (x += f(norm(x))), which autograd refuses once the
+    norm saved x."""
+    hooks = [m.register_forward_pre_hook(lambda _m, args: (args[0].clone(),) + tuple(args[1:])) for m in modules]
     try:
         yield
     finally:
@@ -215,21 +219,20 @@ def differentiable_text(clip):
             h.remove()
 
 
-@contextlib.contextmanager
-def differentiable_norms(net):
-    """Flux's blocks add their residuals in place too (img += ...) after a LayerNorm saved img:
-    while training, every LayerNorm of the denoiser gets a copy of its input."""
-    hooks = [m.register_forward_pre_hook(lambda _m, args: (args[0].clone(),) + tuple(args[1:]))
-             for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
-    try:
-        yield
-    finally:
-        for h in hooks:
-            h.remove()
+def text_norms(clip):
+    """The text encoders' layer norms that precede an in-place residual add (CLIP, T5)."""
+    names = ("layer_norm1", "layer_norm2", "layer_norm")
+    return [m for name, m in clip.cond_stage_model.named_modules() if name.endswith(names)]
+
+
+def denoiser_norms(net):
+    return [m for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
 
 
 def word_tables(clip):
-    return [p for name, p in clip.cond_stage_model.named_parameters() if name.endswith(WORD_TABLES)]
+    """{encoder key as the tokenizer names it ('l', 'g', 't5xxl'): its token table parameter}."""
+    return {name.split(".")[0].replace("clip_", ""): p for name, p in clip.cond_stage_model.named_parameters()
+            if name.endswith(WORD_TABLES)}
 
 
 WORD_TABLES = ("token_embedding.weight", "shared.weight")     # CLIP, T5
@@ -261,7 +264,7 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_va
         p.requires_grad_(True)
     groups = [{"params": list(net.parameters()), "base": lr}]
     if word_lr:
-        words = word_tables(captions.clip)
+        words = list(word_tables(captions.clip).values())
         stored = [p.dtype for p in words]
         for p in words:                        # the CLIP keeps them in fp16: Adam needs float32
             p.data = p.data.float()
@@ -270,12 +273,12 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_va
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.0)
     curve, t0 = [], time.perf_counter()
     net.train()
-    with differentiable_text(captions.clip) if word_lr else contextlib.nullcontext(), training_mode(), \
-            differentiable_norms(net) if layout in IN_MEMORY else contextlib.nullcontext():
+    copied = (text_norms(captions.clip) if word_lr else []) + (denoiser_norms(net) if layout in IN_MEMORY else [])
+    with input_copies(copied), training_mode():
         _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, bool(word_lr), log, curve, t0,
                      weighting)
     net.eval()
-    for p in list(net.parameters()) + word_tables(captions.clip):
+    for p in list(net.parameters()) + list(word_tables(captions.clip).values()):
         p.requires_grad_(False)
     if word_lr:
         for p, dtype in zip(words, stored):
@@ -383,7 +386,7 @@ def trained_model(layout, seed=0, log=print, **overrides):
     key = config_key(layout, seed, vae=DEFAULTS[f"vae{LATENT_CHANNELS[layout]}"], **config)
     path = CACHE / f"{layout}_seed{seed}_{key}.safetensors"
     info_path = path.with_suffix(".json")
-    latent_format = FLUX_LATENT if layout == "flux" else None
+    latent_format = latent_format_of(layout)
     if path.exists():
         patcher, clip = load_trained(path, layout, seed, config)
         info = dict(json.loads(info_path.read_text()), cached=True)
