@@ -23,11 +23,13 @@ import pytest
 
 QUALITY = pathlib.Path(__file__).resolve().parents[2] / "bench" / "quality"
 SCENES = 16
+STEPS = 30                     # the Inversion node's default
 # (kept model, Attention Capture resolution or None, lower limits). Measured (bench/quality/README.md,
 # "Kept models"), the same on 0.33.0 and 0.3.64 and with 1 or 2 threads: SD3 removes 11 / 16
 # (69 %), changes the rest 17.1x less than mask_type none, MASK IoU 0.27 (0.07 for the last step's
-# mask); the UNet 11 / 16, 2.9x, 0.45 (0.12); Flux dev 11 / 16, 8.6x, 0.30 (0.03). The limits leave 3 scenes, and room in the ratios
-# and IoUs, for another CPU's rounding on the scenes that sit at the edge.
+# mask); the UNet 11 / 16, 2.9x, 0.45 (0.12); Flux dev 11 / 16, 8.6x, 0.30 (0.03). The limits
+# leave 3 scenes, and room in the ratios and IoUs, for another CPU's rounding on the scenes that
+# sit at the edge.
 MODELS = {
     "sd3": ("sd3_seed0", None, {"success": 8 / 16, "ratio": 5.0, "iou": 0.15}),
     "sd15": ("sd15_small_seed0", "latent/2", {"success": 8 / 16, "ratio": 2.0, "iou": 0.3}),
@@ -40,28 +42,21 @@ def quality(comfy_host):
     """bench/quality's modules, imported inside this host (ComfyUI is already set up)."""
     if str(QUALITY) not in sys.path:
         sys.path.append(str(QUALITY))
-    import edit_metrics
     import kept_models
+    import measure
     import quality_pipeline
     import shapes_world
-    return kept_models, shapes_world, edit_metrics, quality_pipeline
+    return kept_models, shapes_world, measure, quality_pipeline
 
 
-def removal_rows(quality, model, clip, vae):
-    _, shapes_world, metrics, pipeline = quality
-    rows = []
+def removal_rows(quality, family, model, clip, vae):
+    """{method: [score row per scene]}: the bench's own measurement (bench/quality/measure.py)."""
+    _, shapes_world, measure, _ = quality
+    rows = {}
     for scene in shapes_world.held_out(SCENES, variant="simple"):
-        latent = pipeline.encode(vae, scene.image)
-        round_trip = pipeline.decode(vae, latent)
-        inversion = pipeline.invert(model, latent)[0]
-        edit = metrics.edits(scene)[0]
-        assert edit.name == "remove"
-        row = {}
-        for mask_type in ("intersect", "none"):
-            chain = pipeline.concepts(clip, edit.items, mask_type=mask_type)
-            out, masks, _ = pipeline.guided_edit(model, inversion, chain)
-            row[mask_type] = metrics.scores(edit, scene, pipeline.decode(vae, out), round_trip, masks[0])
-        rows.append(row)
+        scored = measure.measure_scene(family, model, clip, vae, scene, STEPS, ["remove"], ("intersect", "none"))[0]
+        for row in scored:
+            rows.setdefault(row["method"], []).append(row)
     return rows
 
 
@@ -71,13 +66,13 @@ def test_removal_removes_the_object_and_keeps_the_rest(quality, family):
     name, capture, limits = MODELS[family]
     model, clip, vae, info = kept_models.load(name)
     if capture:
-        model = pipeline.run("LEditsPPAttentionCapture", model=model, resolution=capture, include_middle=False)[0]
-    rows = removal_rows(quality, model, clip, vae)
-    success = statistics.fmean(float(r["intersect"]["success"]) for r in rows)
-    success_none = statistics.fmean(float(r["none"]["success"]) for r in rows)
-    change = statistics.fmean(r["intersect"]["change"] for r in rows)
-    change_none = statistics.fmean(r["none"]["change"] for r in rows)
-    iou = statistics.fmean(r["intersect"]["iou"] for r in rows)
+        model = pipeline.attention_capture(model, capture)
+    rows = removal_rows(quality, family, model, clip, vae)
+    success = statistics.fmean(float(r["success"]) for r in rows["intersect"])
+    success_none = statistics.fmean(float(r["success"]) for r in rows["none"])
+    change = statistics.fmean(r["change"] for r in rows["intersect"])
+    change_none = statistics.fmean(r["change"] for r in rows["none"])
+    iou = statistics.fmean(r["iou"] for r in rows["intersect"])
     print(f"{family} ({name}, {info['bytes'] / 2 ** 20:.1f} MiB): removal on {SCENES} held-out scenes "
           f"{success:.0%} (mask_type none {success_none:.0%}); change outside {change:.2f}/255 vs none "
           f"{change_none:.2f}/255 (÷ {change_none / change:.1f}); MASK output IoU {iou:.2f}")
