@@ -7,8 +7,11 @@
 Runs the graph of workflows/ledits_edit_sd15.json (ledits_edit_sdxl.json for SDXL checkpoints):
 Load Image -> VAE Encode -> LEDITS++ Inversion -> Edit Concepts -> Guided Edit -> VAE Decode, plus
 the per-concept masks, inside ComfyUI's own executor, and writes edited.png and one mask PNG per
-concept into --out. Without --ckpt it builds a tiny random-weight model (a few seconds, no
-download) to check the install: its output is noise.
+concept into --out. Without --ckpt (and without --image or concepts) it checks the install: in a
+git clone on a tiny SD3 trained on pictures of coloured shapes (bench/quality/models/), removing the
+red square of a held-out scene and saying from the pixels whether it is gone (tools/trained_demo.py);
+where bench/ is absent (a Registry install) on a tiny random-weight model, whose output is noise.
+Both take seconds and download nothing.
 
 Several images, a folder, per-image concepts (--concepts-file) or running ComfyUI servers
 (--server URL, repeatable) make a batch run (tools/batch_run.py): one folder per image under --out
@@ -183,6 +186,7 @@ def tool_module(name):
 
 
 headless = tool_module("comfy_headless")
+trained_demo = tool_module("trained_demo")
 WorkflowError = headless.WorkflowError
 
 
@@ -247,39 +251,41 @@ def collect(outputs, work, out_dir, concepts, batch):
 
 
 TINY_STEPS, TINY_SIZE = 4, 128     # the install check on the tiny random model: seconds, not minutes
+RANDOM_MODEL = "tiny random model: the images are noise"
 
 
-def run_defaults(args, demo, sdxl):
-    """(steps, size): what the user gave, else a few steps at 128 px on the tiny model (the install
-    check must take seconds on a busy CPU), else 30 steps at the checkpoint's native size."""
-    steps = args.steps if args.steps is not None else TINY_STEPS if demo else 30
+def run_defaults(args, demo, sdxl, trained=False):
+    """(steps, size): what the user gave, else 128 px on a tiny model, in a few steps on the random
+    one (the install check must take seconds on a busy CPU), else 30 steps at the checkpoint's
+    native size (the trained tiny model runs 30 steps at 128 px in about a second)."""
+    steps = args.steps if args.steps is not None else TINY_STEPS if demo and not trained else 30
     size = args.size if args.size is not None else TINY_SIZE if demo else 1024 if sdxl else 512
     return steps, size
 
 
-def install_summary(nodes_module, image, steps, written, out_dir, seconds):
+def install_summary(nodes_module, image, steps, written, out_dir, seconds, model=RANDOM_MODEL):
     """One line saying what the tiny-model run checked, so a newcomer knows the install works."""
     import comfyui_version
     pack_nodes = [n for n in nodes_module.NODE_CLASS_MAPPINGS if n.startswith("LEditsPP")]
     return (f"{PROG}: install check OK: ComfyUI {comfyui_version.__version__} loaded the pack's {len(pack_nodes)} "
             f"nodes, inverted and edited a {image.size[0]}x{image.size[1]} image in {steps} steps and wrote "
-            f"{len(written)} files to {out_dir} in {seconds:.1f} s (tiny random model: the images are noise)")
+            f"{len(written)} files to {out_dir} in {seconds:.1f} s ({model})")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="ledits_edit.py", description="LEDITS++ edit of one image, headless on a real ComfyUI "
-        "(runs workflows/ledits_edit_sd15.json or _sdxl.json). Without --ckpt: a tiny random-weight model "
-        "checks the install (its output is noise).")
+        "(runs workflows/ledits_edit_sd15.json or _sdxl.json). Without --ckpt: the install check, on a "
+        "trained tiny model in a git clone, else on a tiny random-weight model (its output is noise).")
     p.add_argument("--image", action="append", help="input image (PNG/JPEG/...), or a folder of them; repeatable "
                    "(a batch); default without --ckpt: a built-in test picture")
     p.add_argument("--ckpt", help="SD1.x/SD2.x/SDXL checkpoint: a file path or a file name in "
-                                  "<ComfyUI>/models/checkpoints; default: tiny random model (noise)")
+                                  "<ComfyUI>/models/checkpoints; default: the install check's tiny model")
     p.add_argument("--add", action="append", default=[], metavar="TEXT", help="concept to add (repeatable)")
     p.add_argument("--remove", action="append", default=[], metavar="TEXT", help="concept to remove (repeatable)")
     p.add_argument("--out", default="ledits_out", help="output folder (default: ./ledits_out)")
     p.add_argument("--steps", type=int, default=None,
-                   help=f"inversion/edit steps (default 30; {TINY_STEPS} with the tiny built-in model)")
+                   help=f"inversion/edit steps (default 30; {TINY_STEPS} with the tiny random model)")
     p.add_argument("--skip", type=float, default=0.15, help="fraction of the noisiest steps skipped (default 0.15)")
     p.add_argument("--seed", type=int, default=0, help="inversion noise seed (default 0)")
     p.add_argument("--add-scale", type=float, default=7.0, help="edit scale of added concepts (default 7)")
@@ -287,7 +293,7 @@ def parse_args(argv):
     p.add_argument("--threshold", type=float, default=0.9, help="mask threshold, 0.9 edits ~10%% (default 0.9)")
     p.add_argument("--size", type=int, default=None,
                    help="resize so the long side is at most this many px (default 512 SD1.x, 1024 SDXL, "
-                        f"{TINY_SIZE} with the tiny built-in model; 0 = keep)")
+                        f"{TINY_SIZE} with the tiny models; 0 = keep)")
     p.add_argument("--model", choices=["auto", "sd15", "sdxl"], default="auto",
                    help="which example workflow: auto (from the checkpoint), sd15 (SD1.x/SD2.x) or sdxl")
     p.add_argument("--comfyui", help="ComfyUI folder (default: $COMFYUI_PATH)")
@@ -312,8 +318,12 @@ def main(argv=None):
     try:
         demo = args.ckpt is None
         root = find_comfyui(args.comfyui)
+        trained = demo and not (args.image or args.add or args.remove) and trained_demo.available()
         if args.image:
             image = check_image(args.image)
+        elif trained:
+            scene = trained_demo.scene()
+            image = trained_demo.picture(scene)
         elif demo:
             image = demo_image()
         else:
@@ -323,22 +333,24 @@ def main(argv=None):
         if not adds and not removes:
             if not demo:
                 raise UsageError("nothing to edit: give at least one --add TEXT or --remove TEXT")
-            adds, removes = ["glasses"], ["cat"]
+            adds, removes = ([], [trained_demo.removal(scene)]) if trained else (["glasses"], ["cat"])
         if any(not t.strip() for t in adds + removes):
             raise UsageError("a concept text is empty")
         sdxl = args.model == "sdxl" or (args.model == "auto" and ckpt_path is not None and looks_like_sdxl(ckpt_path))
-        steps, size = run_defaults(args, demo, sdxl)
+        sdxl = sdxl or trained       # SD3 takes the zero conditioning: the SDXL graph leaves negative unconnected
+        steps, size = run_defaults(args, demo, sdxl, trained)
         image = fit_size(image, size)
         out_dir = pathlib.Path(args.out).expanduser().resolve()
-        prompt, concepts = edit_prompt(ckpt_path.name if ckpt_path else "ledits_tiny_random_sd15.safetensors",
+        prompt, concepts = edit_prompt(ckpt_path.name if ckpt_path else trained_demo.CHECKPOINT if trained
+                                       else "ledits_tiny_random_sd15.safetensors",
                                        "ledits_input.png", adds, removes, steps, args.skip, args.seed,
                                        args.add_scale, args.remove_scale, args.threshold, sdxl)
         if args.print_prompt:
             print(json.dumps(prompt, indent=1))
             return 0
         if demo:
-            print("NOTE: no --ckpt given: using a tiny built-in RANDOM-WEIGHT model to check the install. "
-                  "Its output is noise, not an edit.", file=sys.stderr)
+            print(trained_demo.note(removes[0]) if trained else "NOTE: no --ckpt given: using a tiny built-in "
+                  "RANDOM-WEIGHT model to check the install. Its output is noise, not an edit.", file=sys.stderr)
         print(f"{PROG}: ComfyUI at {root}; workflow {'ledits_edit_sdxl' if sdxl else 'ledits_edit_sd15'}; "
               f"image {image.size[0]}x{image.size[1]}; concepts: "
               + ", ".join(("-" if r else "+") + t for t, r, _ in concepts), file=sys.stderr)
@@ -347,16 +359,19 @@ def main(argv=None):
             (work / "input").mkdir()
             image.save(work / "input" / "ledits_input.png")
             nodes_module, folder_paths = headless.setup_comfyui(root, args.cpu, work, PACK)
+            if demo or args.tiny_classes:
+                tiny_models()
             if demo:
                 tiny_model_threads()
-                ckpt_path = tiny_checkpoint(work)
-            elif args.tiny_classes:
-                tiny_models()
+                ckpt_path = trained_demo.checkpoint(work) if trained else tiny_checkpoint(work)
             folder_paths.add_model_folder_path("checkpoints", str(ckpt_path.parent))
             progress = headless.Progress(prompt)
             with headless.ctrl_c_interrupts():
                 outputs = headless.execute(prompt, nodes_module, progress, PROG)
             written = collect(outputs, work, out_dir, concepts, batch=1)
+            if trained:                                     # the picture before, next to the edit
+                image.save(out_dir / "input.png")
+                written.insert(0, out_dir / "input.png")
         finally:
             shutil.rmtree(work, ignore_errors=True)
     except UsageError as error:
@@ -371,8 +386,11 @@ def main(argv=None):
     for path in written:
         print(path)
     seconds = time.monotonic() - started
-    print(install_summary(nodes_module, image, steps, written, out_dir, seconds) if demo else
+    model = trained_demo.LABEL if trained else RANDOM_MODEL
+    print(install_summary(nodes_module, image, steps, written, out_dir, seconds, model) if demo else
           f"{PROG}: wrote {len(written)} files to {out_dir} in {seconds:.1f} s", file=sys.stderr)
+    if trained:                                 # last: what a newcomer looks for
+        print(f"{PROG}: " + trained_demo.verdict(scene, out_dir / "edited.png"), file=sys.stderr)
     return 0
 
 

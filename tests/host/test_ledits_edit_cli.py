@@ -1,6 +1,6 @@
 """tools/ledits_edit.py, the one-command headless edit: its prompt is the example workflow, it runs
-on a real ComfyUI as a subprocess (tiny built-in model, and a checkpoint file), and its errors are
-one clear line with a non-zero exit code."""
+on a real ComfyUI as a subprocess (the install check on the trained tiny model of a clone and on
+the random one, and a checkpoint file), and its errors are one clear line with a non-zero exit code."""
 import importlib.util
 import json
 import os
@@ -22,10 +22,11 @@ def load_tool():
     return module
 
 
-def run_tool(args, cwd, comfyui=None, timeout=TIMEOUT_S):
+def run_tool(args, cwd, comfyui=None, timeout=TIMEOUT_S, **extra_env):
     env = {k: v for k, v in os.environ.items() if k not in ("COMFYUI_PATH", "LEDITS_HOST_RUN")}
     if comfyui:
         env["COMFYUI_PATH"] = str(comfyui)
+    env.update({k: str(v) for k, v in extra_env.items()})
     return subprocess.run([sys.executable, str(TOOL), *map(str, args)], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -59,10 +60,34 @@ def test_prompt_is_the_example_workflow(workflow, sdxl, server, tiny_ckpt):
     assert prompt == converted
 
 
-def test_runs_with_the_tiny_builtin_model(comfy_host, tmp_path):
-    """The README's install check: no --ckpt, no --steps/--size -> 4 steps at 128 px, one summary line."""
+def test_install_check_edits_with_the_trained_model_of_a_clone(comfy_host, tmp_path):
+    """The README's install check in a git clone: no arguments -> the kept SD3 of bench/quality removes
+    the red square of a held-out scene in 30 steps at 128 px, and the last line says it did (scored on
+    the pixels). The cache is empty here, so the kept model is assembled into a checkpoint first."""
     out = tmp_path / "out"
-    proc = run_tool(["--out", out], cwd=tmp_path, comfyui=comfy_host["root"])
+    proc = run_tool(["--out", out], cwd=tmp_path, comfyui=comfy_host["root"], LEDITS_QUALITY_CACHE=tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANDOM-WEIGHT" not in proc.stderr and "trained on pictures of coloured shapes" in proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["edited.png", "input.png", "mask_1_remove_red-square.png"], names
+    assert png_size(out / "edited.png") == png_size(out / "input.png") == (128, 128)
+    assert "ledits_edit_sdxl" in proc.stderr and "30/30" in proc.stderr       # SD3: negative unconnected
+    assert proc.stdout.split() == [str(out / n) for n in ("input.png", "edited.png", "mask_1_remove_red-square.png")]
+    summary, verdict = proc.stderr.strip().splitlines()[-2:]
+    assert summary.startswith(f"ledits_edit: install check OK: ComfyUI {comfy_host['version']} loaded the "
+                              "pack's 7 nodes, inverted and edited a 128x128 image in 30 steps"), summary
+    assert summary.endswith("(trained tiny SD3, bench/quality/models/sd3_seed0)"), summary
+    assert verdict.startswith("ledits_edit: removed the red square: yes (its region is now 100% grey wall"), verdict
+    print("\n" + summary + "\n" + verdict)
+
+
+def test_runs_with_the_tiny_builtin_model(comfy_host, tmp_path):
+    """The install check without kept models (a Registry install: bench/ does not ship; here an empty
+    LEDITS_KEPT_MODELS): the random model, 4 steps at 128 px, one summary line, a NOTE that it is noise."""
+    out = tmp_path / "out"
+    (tmp_path / "no_models").mkdir()
+    proc = run_tool(["--out", out], cwd=tmp_path, comfyui=comfy_host["root"],
+                    LEDITS_KEPT_MODELS=tmp_path / "no_models")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RANDOM-WEIGHT" in proc.stderr and "noise" in proc.stderr
     names = sorted(p.name for p in out.iterdir())
@@ -80,12 +105,15 @@ def test_runs_with_the_tiny_builtin_model(comfy_host, tmp_path):
 
 def test_tiny_model_defaults_yield_to_the_users_flags():
     """A photo without --ckpt is scaled to 128 px and run in 4 steps unless --steps/--size say otherwise;
-    a real checkpoint keeps 30 steps at its native size."""
+    the trained tiny model runs the node's 30 steps at 128 px; a real checkpoint keeps 30 steps at its
+    native size."""
     tool = load_tool()
     defaults = lambda *argv, demo=True, sdxl=False: tool.run_defaults(tool.parse_args(list(argv)), demo, sdxl)
     assert defaults("--image", "photo.png") == (4, 128)
     assert defaults("--steps", "12", "--size", "0") == (12, 0)
     assert defaults("--size", "256") == (4, 256)
+    assert tool.run_defaults(tool.parse_args([]), True, True, trained=True) == (30, 128)
+    assert tool.run_defaults(tool.parse_args(["--steps", "12"]), True, True, trained=True) == (12, 128)
     assert defaults("--ckpt", "x", demo=False) == (30, 512)
     assert defaults("--ckpt", "x", demo=False, sdxl=True) == (30, 1024)
     from PIL import Image
