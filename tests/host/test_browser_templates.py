@@ -1,18 +1,30 @@
 """Every template after a run, as a new user sees it (issue #11, part 3): opened in the front end with
-its own layout, the checkpoint loader swapped for the in-memory tiny model of its family, queued from
-the front end; once the previews (mask previews, step scrubber, images) have arrived, no two node
-rectangles overlap and every node that shows images is big enough for them.
+its own layout, the checkpoint loader swapped for a tiny model of its family, queued from the front
+end; once the previews (mask previews, step scrubber, images) have arrived, no two node rectangles
+overlap and every node that shows images is big enough for them.
+
+Templates of a family with a trained tiny model (issue #17: SD1.5, SD3.5, Flux.1 dev; see
+ledits_trained_templates) run on it, on a held-out 128 px picture of its shapes world, their
+concepts set to the picture's first object and the Inversion at the template's own settings (30
+steps, seed 0): so the screenshots show a real edit, and the saved picture must have lost the
+object and every mask output must overlap it. Measured on ComfyUI 0.33.0 and 0.3.64 alike: SD1.5
+edit and custom sampler remove the "blue square" (edit's mask IoU 0.53), the attention template's
+saved mask meets it with IoU 0.31, the reconstruction keeps it (difference 0.00/255); SD3.5 and
+Flux dev remove the "red square" beside a blue one (mask IoU 0.70 / 0.59). The other templates run
+the in-memory random-weight model of their family (4 steps, a flat picture).
 
 The video template (WAN) loads a 5-frame clip and shows its result in Save Video's <video>
 preview, which must load and fit its node too. Templates of a family this host lacks (Flux.2,
 Z-Image before ComfyUI 0.33) skip with the reason. Skips with one loud line when chromium or
-playwright is missing (see ledits_browser.open_browser).
+playwright is missing (see ledits_browser.open_browser). Screenshots:
+test-artifacts/browser-<ComfyUI version>/template_after_run_<template>.png.
 """
 import json
 import pathlib
 import random
 import time
 
+import ledits_trained_templates as trained
 import pytest
 from ledits_browser import open_browser
 
@@ -25,7 +37,7 @@ RUN_TIMEOUT_S = 600
 
 browser = pytest.fixture(scope="module")(open_browser)
 
-SWAP_LOADER = """async ([layout, image, seed]) => {
+SWAP_LOADER = """async ([loader, choice, value, image, seed, steps]) => {
     const g = app.graph;
     const linkOf = (id) => (g.links.get ? g.links.get(id) : g.links[id]);
     // a checkpoint loader, or the separate loaders of a family's own templates -> one tiny loader
@@ -34,10 +46,10 @@ SWAP_LOADER = """async ([layout, image, seed]) => {
     const loaders = g.nodes.filter(n => n.type in slotOf);
     const first = loaders.find(n => n.type === "CheckpointLoaderSimple" || n.type === "UNETLoader");
     if (first) {
-        const tiny = LiteGraph.createNode("LeditsTestTinyModel");
+        const tiny = LiteGraph.createNode(loader);
         tiny.pos = [first.pos[0], first.pos[1]];
         g.add(tiny);
-        tiny.widgets.find(w => w.name === "layout").value = layout;
+        tiny.widgets.find(w => w.name === choice).value = value;
         for (const old of loaders) {
             old.outputs.forEach((output, slot) => {
                 for (const id of [...(output.links || [])]) {
@@ -53,7 +65,7 @@ SWAP_LOADER = """async ([layout, image, seed]) => {
         for (const w of n.widgets || []) {
             if (n.type === "LoadImage" && w.name === "image") w.value = image;
             if (n.type === "LoadVideo" && w.name === "file") w.value = image;
-            if ((n.type === "LEditsPPInversion" || n.type === "Flux2Scheduler") && w.name === "steps") w.value = 4;
+            if (steps && (n.type === "LEditsPPInversion" || n.type === "Flux2Scheduler") && w.name === "steps") w.value = steps;
             if (n.type === "LEditsPPInversion" && w.name === "seed") w.value = seed;
             if (w.name === "control_after_generate") w.value = "fixed";
         }
@@ -105,13 +117,21 @@ def test_template_after_a_run_has_no_overlaps(browser, server, comfy_host, path,
         pytest.skip(reason)
     video = any(n["type"] == "LoadVideo" for n in json.loads(path.read_text())["nodes"])
     image = f"template_{path.stem}.{'mp4' if video else 'png'}"
+    kept = trained.TRAINED.get(path.stem)
     if video:
         write_clip(server.base / "input" / image, (128, 96), seed=1)
+    elif kept:
+        trained.write_scene(server.base / "input" / image, path.stem)
     else:
         Image.new("RGB", (128, 96), (180, 90, 40)).save(server.base / "input" / image)
     started = time.monotonic()
     browser.load_ui_workflow(json.loads(path.read_text()), path.name)
-    browser.js(SWAP_LOADER, [layout, image, random.Random(time.time_ns()).randrange(1, 10**6)])
+    if kept:          # seed 0 and the template's steps, as measured
+        browser.js(SWAP_LOADER, ["LeditsTestTrainedModel", "name", kept[0], image, 0, None])
+        browser.js(trained.SET_CONCEPTS, [trained.phrase(path.stem), kept[2]])
+    else:
+        browser.js(SWAP_LOADER, ["LeditsTestTinyModel", "layout", layout, image,
+                                 random.Random(time.time_ns()).randrange(1, 10**6), 4])
     entry = server.wait(browser.queue_from_front_end(), timeout=RUN_TIMEOUT_S)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
     clips = {node_id: [i["filename"] for i in out["images"]] for node_id, out in entry["outputs"].items()
@@ -159,6 +179,9 @@ def test_template_after_a_run_has_no_overlaps(browser, server, comfy_host, path,
                if n["images"] and n["rect"][3] - 30 + 1 < n["min_height"]]
     assert not cramped, f"{path.stem}: nodes too small for what they show: {cramped}"
     assert all(n["loaded"] for n in nodes if n["images"])
+    scores = trained.check_real_edit(server, entry, path.stem) if kept else {}
     with capsys.disabled():
-        print(f"\n[browser template] {path.stem} on ComfyUI {comfy_host['version']} (tiny {layout}): "
-              f"{time.monotonic() - started:.1f} s from load to checked previews")
+        print(f"\n[browser template] {path.stem} on ComfyUI {comfy_host['version']} "
+              f"({f'trained {kept[0]}' if kept else f'tiny {layout}'}): "
+              f"{time.monotonic() - started:.1f} s from load to checked previews"
+              + "".join(f"; {title}: {score}" for title, score in scores.items()))
