@@ -18,7 +18,8 @@ import shapes_models as M
 import shapes_vae
 import shapes_world as world
 
-LEVELS = {"sd3": (0.9, 0.7, 0.5, 0.3), "flux": (0.9, 0.7, 0.5, 0.3), "sd15": (14.6, 4.0, 1.5, 0.5)}
+FLOW_LEVELS = (0.9, 0.7, 0.5, 0.3)
+LEVELS = {"sd3": FLOW_LEVELS, "flux": FLOW_LEVELS, "zimage": FLOW_LEVELS, "sd15": (14.6, 4.0, 1.5, 0.5)}
 
 
 @torch.no_grad()
@@ -27,18 +28,17 @@ def localisation(layout, seed=0, n=16, **config):
     patcher, clip, _, info = M.trained_model(layout, seed, **config)
     model = patcher.model
     captions = M.Captions(clip, layout, M.zero_for(patcher, clip, layout))
-    zero, zero_extra = captions.batch([None])
     g = torch.Generator().manual_seed(3)
     out = {level: [] for level in LEVELS[layout]}
     for scene in world.held_out(n, variant=info["config"].get("world", "full")):
         x0 = shapes_vae.latent_of(scene.image[None], M.LATENT_CHANNELS[layout])
         truth = (F.avg_pool2d(scene.masks[0][None, None].float(), 8)[0, 0] >= 0.5).flatten()
-        context, extra = captions.batch([world.object_phrase(*scene.objects[0])])
+        phrase = world.object_phrase(*scene.objects[0])
         eps = torch.randn(x0.shape, generator=g)
         for level in out:
             sigma = torch.full((1,), level)
             x = M.noisy(model, x0, sigma, eps)
-            guidance = (M.predict(model, x, sigma, context, extra) - M.predict(model, x, sigma, zero, zero_extra))
+            guidance = M.predict(model, captions, x, sigma, [phrase]) - M.predict(model, captions, x, sigma, [None])
             top = torch.zeros_like(truth)
             top[guidance.abs().sum(1).flatten().topk(int(truth.sum())).indices] = True
             out[level].append(float((top & truth).sum() / (top | truth).sum()))

@@ -15,7 +15,8 @@ import shapes_models
 import shapes_vae
 import shapes_world as world
 
-LOSS_SIGMA = {"sd15": (1.0, 3.0), "sd3": (0.5, 0.8), "flux": (0.5, 0.8)}
+FLOW_LOSS_SIGMA = (0.5, 0.8)
+LOSS_SIGMA = {"sd15": (1.0, 3.0), "sd3": FLOW_LOSS_SIGMA, "flux": FLOW_LOSS_SIGMA, "zimage": FLOW_LOSS_SIGMA, "chroma": FLOW_LOSS_SIGMA}
 PALETTE = list(world.COLOURS) + list(world.BACKGROUNDS)
 
 
@@ -37,8 +38,7 @@ def caption_losses(model, captions, layout, variant="full", n=48):
         target = (x - x0) / level
         row = []
         for variant in (texts, texts[1:] + texts[:1], [None] * n):
-            context, extra = captions.batch(variant)
-            row.append(float(F.mse_loss(shapes_models.predict(model.model, x, sigma, context, extra), target)))
+            row.append(float(F.mse_loss(shapes_models.predict(model.model, captions, x, sigma, variant), target)))
         out[level] = row
     return out
 
@@ -53,12 +53,10 @@ def generate(model, captions, texts, steps=20, cfg=4.0, seed=0):
     channels = shapes_models.LATENT_CHANNELS[captions.layout]
     noise = torch.randn(n, channels, 16, 16, generator=torch.Generator().manual_seed(seed))
     x = sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise), max_denoise=True)
-    cond, cond_extra = captions.batch(texts)
-    zero, zero_extra = captions.batch([None] * n)
     for i in range(steps):
         s = torch.full((n,), float(sigmas[i]))
-        d_cond = m.apply_model(x, s, c_crossattn=cond, **cond_extra)
-        d_zero = m.apply_model(x, s, c_crossattn=zero, **zero_extra)
+        d_cond = captions.denoised(m, x, s, texts)
+        d_zero = captions.denoised(m, x, s, [None] * n)
         denoised = d_zero + cfg * (d_cond - d_zero)
         x = x + (x - denoised) / sigmas[i] * (sigmas[i + 1] - sigmas[i])
     return x

@@ -36,10 +36,10 @@ import shapes_world as world
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
-LATENT_CHANNELS = {"sd15": 4, "sd3": 16, "flux": 16}
-FLUX_LATENT = (0.3611, 0.1159)          # Flux.1's latent format: its TAESD gets these as vae_scale / vae_shift
+LATENT_CHANNELS = {"sd15": 4, "sd3": 16, "flux": 16, "zimage": 16, "chroma": 16}
+FLUX_LATENT = (0.3611, 0.1159)          # Flux.1's latent format (Z-Image's, Chroma's): its TAESD gets these as vae_scale / vae_shift
 FLUX_GUIDANCE = (1.0, 5.0)              # tiny Flux dev trains on a random guidance input (no distillation)
-IN_MEMORY = ("flux",)                   # ComfyUI's Flux detection assumes full-size heads: no checkpoint file
+IN_MEMORY = ("flux", "zimage", "chroma")          # ComfyUI's detection assumes full-size heads: no checkpoint file
 # world: shapes_world variant; word_lr: learning rate of the text encoders' token tables (0: frozen);
 # word_mixing: scale of the text encoders' self-attention outputs (0: a word stays at its token);
 # weighting "x0": eps loss x sigma^2 (UNet); unet "small": SMALL_UNET. These are the recipes of the
@@ -52,6 +52,10 @@ DEFAULTS = {"sd15": {"steps": 2000, "batch": 12, "lr": 2e-3, "token_std": 1.0, "
                     "word_mixing": 0},
             "flux": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2,
                      "word_mixing": 0},
+            "chroma": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2,
+                       "word_mixing": 0, "hidden": 128},
+            "zimage": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2,
+                       "word_mixing": 0},
             "vae4": {"steps": 60, "batch": 4, "lr": 5e-4},
             "vae16": {"steps": 60, "batch": 4, "lr": 5e-4}}
 
@@ -76,13 +80,20 @@ SMALL_UNET = {"channel_mult": [1, 2, 2], "num_res_blocks": [1, 1, 1], "transform
 
 def build(layout, seed, config):
     """(ModelPatcher, CLIP, VAE) before training: tools/tiny_models.build, or with "unet": "small"
-    the smaller UNet, from one seeded generator the same way."""
+    the smaller UNet, or with "hidden": N a Chroma N wide (the pack's tiny Chroma, 64 wide with
+    0.3 M parameters, did not learn the world's words in 1000 steps: colours in generated pictures
+    0.67 vs 0.65 by chance), from one seeded generator the same way."""
     tiny = tiny_models()
-    if config.get("unet") != "small":
-        return tiny.build(layout, seed)
     tiny.register()
     dit = sys.modules["ledits_tools_tiny_dit_models"]
-    return dit.assemble(tiny.CLASSES[layout], dict(tiny.UNETS[layout], **SMALL_UNET), seed, latent_channels=4)
+    if config.get("unet") == "small":
+        return dit.assemble(tiny.CLASSES[layout], dict(tiny.UNETS[layout], **SMALL_UNET), seed, latent_channels=4)
+    if layout == "chroma" and config.get("hidden"):
+        chroma = sys.modules["ledits_tools_tiny_families_chroma"]
+        width = config["hidden"]
+        unet = dict(chroma.chroma_config(), hidden_size=width, out_dim=width, axes_dim=[16, 24, 24])
+        return dit.assemble(chroma.TinyChroma, unet, seed, latent_channels=16)
+    return tiny.build(layout, seed)
 
 
 def config_key(kind, seed, **config):
@@ -113,7 +124,7 @@ def trained_vae(channels, seed=0, log=print, latent_format=None, **overrides):
 
 def latent_format_of(layout):
     """(vae_scale, vae_shift) the layout's TAESD needs other than its channel count's default."""
-    return FLUX_LATENT if layout == "flux" else None
+    return FLUX_LATENT if layout in ("flux", "zimage", "chroma") else None
 
 
 def with_latent_format(sd, latent_format):
@@ -126,7 +137,7 @@ def with_latent_format(sd, latent_format):
 
 # ----------------------------------------------------------------------------- text
 class Captions:
-    """Encodes captions with the model's frozen CLIP once each: (context, extra conds)."""
+    """Encodes captions with the model's frozen text encoder once each: (context, extra conds)."""
 
     def __init__(self, clip, layout, zero):
         self.clip, self.layout, self.cache, self.tokens = clip, layout, {}, {}
@@ -137,30 +148,49 @@ class Captions:
             return self.zero
         if text not in self.cache:
             with torch.no_grad():
-                cond, pooled = self.clip.encode_from_tokens(self.clip.tokenize(text), return_pooled=True)
-            self.cache[text] = (cond.float(), pooled_extra(self.layout, pooled.float()))
+                self.cache[text] = self._encode(self.clip.tokenize(text))
         return self.cache[text]
 
     def trained(self, text):
-        """Like encode, but through the CLIP with gradients (the word table is being trained)."""
+        """Like encode, but through the text encoder with gradients (the word table is being trained)."""
         if text is None:
             return self.zero
         if text not in self.tokens:
             self.tokens[text] = self.clip.tokenize(text)
-        cond, pooled = self.clip.encode_from_tokens(self.tokens[text], return_pooled=True)
-        return cond.float(), pooled_extra(self.layout, pooled.float())
+        return self._encode(self.tokens[text])
 
-    def batch(self, texts, grad=False):
-        if grad:
-            unique = {t: self.trained(t) for t in dict.fromkeys(texts)}
-            items = [unique[t] for t in texts]
-        else:
-            items = [self.encode(t) for t in texts]
-        context = torch.cat([c for c, _ in items])
-        extra = {k: torch.cat([e[k] for _, e in items]) for k in items[0][1]}
-        if self.layout == "flux":                          # the distilled guidance input, as sampling sets it
-            extra["guidance"] = torch.full((len(items),), 3.5)
-        return context, extra
+    def _encode(self, tokens):
+        cond, pooled = self.clip.encode_from_tokens(tokens, return_pooled=True)
+        return cond.float(), pooled_extra(self.layout, None if pooled is None else pooled.float())
+
+    def denoised(self, model, x, sigma, texts, grad=False, per_sample=None):
+        """The model's denoised prediction for x[i] under texts[i]. Texts whose encodings differ in
+        length (an LLM encoder pads nothing: Z-Image) run as separate batches, as ComfyUI runs them.
+        per_sample: {extra input: one value per item} (Flux's training guidance)."""
+        items = [self.trained(t) if grad else self.encode(t) for t in texts]
+        groups = {}
+        for i, (context, _) in enumerate(items):
+            groups.setdefault(context.shape[1], []).append(i)
+        parts, order = [], []
+        for index in groups.values():
+            context = torch.cat([items[i][0] for i in index])
+            extra = {k: torch.cat([items[i][1][k] for i in index]) for k in items[index[0]][1]}
+            extra.update(family_inputs(self.layout, context))
+            for k, v in (per_sample or {}).items():
+                extra[k] = v[index]
+            parts.append(model.apply_model(x[index], sigma[index], c_crossattn=context, **extra))
+            order += index
+        return torch.cat(parts)[torch.argsort(torch.tensor(order))]
+
+
+def family_inputs(layout, context):
+    """Inputs the sampler gives the model besides the text: Flux dev's distilled guidance (3.5, as
+    sampling sets it; Chroma always 0), NextDiT's count of text tokens."""
+    if layout in ("flux", "chroma"):
+        return {"guidance": torch.full((context.shape[0],), 3.5 if layout == "flux" else 0.0)}
+    if layout == "zimage":
+        return {"num_tokens": context.shape[1]}
+    return {}
 
 
 def pooled_extra(layout, pooled):
@@ -169,8 +199,10 @@ def pooled_extra(layout, pooled):
 
 def zero_conditioning(layout, context_shape, pooled_width):
     """What nodes/families zero_conditioning gives: zeros shaped like the encoded empty prompt
-    (77 CLIP tokens; Flux: 256 T5 tokens) (+ zero pooled)."""
-    return torch.zeros(1, *context_shape), pooled_extra(layout, torch.zeros(1, pooled_width))
+    (77 CLIP tokens; Flux: 256 T5 tokens; Z-Image: the 8-token bare chat template) (+ zero pooled
+    where the family has one)."""
+    pooled = None if pooled_width is None else torch.zeros(1, pooled_width)
+    return torch.zeros(1, *context_shape), pooled_extra(layout, pooled)
 
 
 def training_caption(scene, g):
@@ -188,9 +220,9 @@ def training_caption(scene, g):
 
 
 # ----------------------------------------------------------------------------- model
-def predict(model, x, sigma, context, extra):
+def predict(model, captions, x, sigma, texts, grad=False, per_sample=None):
     """What the model predicts for (x - x0) / sigma: eps (VE / eps) or v = eps - x0 (flow)."""
-    denoised = model.apply_model(x, sigma, c_crossattn=context, **extra)
+    denoised = captions.denoised(model, x, sigma, texts, grad, per_sample)
     return (x - denoised) / sigma.reshape(-1, 1, 1, 1)
 
 
@@ -219,9 +251,26 @@ def input_copies(modules):
             h.remove()
 
 
+@contextlib.contextmanager
+def adds_without_out():
+    """ComfyUI's Llama-family blocks (Qwen3) end in torch.add(residual, x, out=input), which
+    autograd refuses; while the word tables train, torch.add returns a new tensor instead (the
+    same values)."""
+    original = torch.add
+
+    def add(*args, out=None, **kwargs):
+        return original(*args, **kwargs) if torch.is_grad_enabled() else original(*args, out=out, **kwargs)
+
+    torch.add = add
+    try:
+        yield
+    finally:
+        torch.add = original
+
+
 def text_norms(clip):
-    """The text encoders' layer norms that precede an in-place residual add (CLIP, T5)."""
-    names = ("layer_norm1", "layer_norm2", "layer_norm")
+    """The text encoders' layer norms that precede an in-place residual add (CLIP, T5, Qwen3)."""
+    names = ("layer_norm1", "layer_norm2", "layer_norm", "input_layernorm")
     return [m for name, m in clip.cond_stage_model.named_modules() if name.endswith(names)]
 
 
@@ -235,7 +284,7 @@ def word_tables(clip):
             if name.endswith(WORD_TABLES)}
 
 
-WORD_TABLES = ("token_embedding.weight", "shared.weight")     # CLIP, T5
+WORD_TABLES = ("token_embedding.weight", "shared.weight", "embed_tokens.weight")     # CLIP, T5, Qwen3
 
 
 @contextlib.contextmanager
@@ -274,7 +323,7 @@ def train(patcher, captions, layout, steps, batch, lr, seed, log=print, world_va
     curve, t0 = [], time.perf_counter()
     net.train()
     copied = (text_norms(captions.clip) if word_lr else []) + (denoiser_norms(net) if layout in IN_MEMORY else [])
-    with input_copies(copied), training_mode():
+    with input_copies(copied), training_mode(), adds_without_out():
         _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, bool(word_lr), log, curve, t0,
                      weighting)
     net.eval()
@@ -305,14 +354,15 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
             group["lr"] = group["base"] * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
         scenes = world.training_batch(batch, g, world_variant)
         x0 = vae_module.latent_of(torch.stack([s.image for s in scenes]), channels)
-        context, extra = captions.batch([training_caption(s, g) for s in scenes], grad=grad_words)
+        texts = [training_caption(s, g) for s in scenes]
+        per_sample = None
         if layout == "flux":
             low, high = FLUX_GUIDANCE
-            extra["guidance"] = low + (high - low) * torch.rand(batch, generator=g)
+            per_sample = {"guidance": low + (high - low) * torch.rand(batch, generator=g)}
         sigma = draw_sigma(model, layout, batch, g)
         eps = torch.randn(x0.shape, generator=g)
         x = noisy(model, x0, sigma, eps)
-        err = (predict(model, x, sigma, context, extra) - (x - x0) / sigma.reshape(-1, 1, 1, 1)) ** 2
+        err = (predict(model, captions, x, sigma, texts, grad_words, per_sample) - (x - x0) / sigma.reshape(-1, 1, 1, 1)) ** 2
         loss = (err.mean((1, 2, 3)) * loss_weight(layout, sigma, weighting)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -329,7 +379,7 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
 def zero_for(patcher, clip, layout):
     with torch.no_grad():
         cond, pooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
-    return zero_conditioning(layout, cond.shape[1:], pooled.shape[-1])
+    return zero_conditioning(layout, cond.shape[1:], None if pooled is None else pooled.shape[-1])
 
 
 def local_words(clip, mixing):
@@ -342,7 +392,7 @@ def local_words(clip, mixing):
         return
     with torch.no_grad():
         for name, m in clip.cond_stage_model.named_modules():
-            if name.endswith(("self_attn.out_proj", "SelfAttention.o")):
+            if name.endswith(("self_attn.out_proj", "SelfAttention.o", "self_attn.o_proj")):
                 m.weight.mul_(mixing)
                 if m.bias is not None:
                     m.bias.mul_(mixing)
