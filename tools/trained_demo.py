@@ -12,7 +12,6 @@ Through this workflow the SD3 model removes the first object of 11 of the first 
 0.33.0. SCENE is scene 0: afterwards its region is 100 % grey wall on both.
 LEDITS_KEPT_MODELS names another folder of kept models (an empty one forces the random model).
 """
-import hashlib
 import importlib
 import os
 import pathlib
@@ -74,9 +73,7 @@ def checkpoint(work):
     kept = quality_module("kept_models")           # its quality_host sets CPU flags: keep the tool's
     vars(comfy.cli_args.args).update(flags)
     kept.KEPT = kept_folder()
-    source = kept.KEPT / f"{MODEL}.safetensors"
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
-    full = kept.M.CACHE / f"kept_{MODEL}_{digest}.safetensors"          # kept_models.load's cache name
+    full = kept.checkpoint_file(MODEL)
     if not full.is_file():
         kept.load(MODEL, log=lambda text: print(text, file=sys.stderr))
         if not full.is_file():

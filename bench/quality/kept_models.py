@@ -106,13 +106,19 @@ def rebuilt(tensors, layout, seed, config):
     return patcher, clip, comfy.sd.VAE(sd=M.with_latent_format(taesd, M.latent_format_of(layout)))
 
 
+def checkpoint_file(name):
+    """Where load() assembles the kept model `name` as a full checkpoint (the cache; named by the
+    kept file's digest, so a new kept file gets a new checkpoint)."""
+    digest = hashlib.sha256((KEPT / f"{name}.safetensors").read_bytes()).hexdigest()[:12]
+    return M.CACHE / f"kept_{name}_{digest}.safetensors"
+
+
 def load(name, log=print):
     """(MODEL, CLIP, VAE, info) of a kept model, through CheckpointLoaderSimple's loader (a full
     checkpoint is assembled once and cached); a tiny Flux, which no file can hold for ComfyUI's
     detection, is rebuilt in memory."""
     path = KEPT / f"{name}.safetensors"
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    full = M.CACHE / f"kept_{name}_{digest}.safetensors"
+    full = checkpoint_file(name)
     tensors, meta = comfy.utils.load_torch_file(str(path), return_metadata=True)
     layout, seed, config = meta["layout"], int(meta["seed"]), json.loads(meta["config"])
     info = {"config": config, "train_s": float(meta["train_s"]), "cached": full.exists(), "kept": str(path),
