@@ -135,3 +135,13 @@ def check_real_edit(server, entry, stem):
                 scores[label] = f"mean {change:.2f}/255"
                 assert change < 1.0, f"{stem}: {label} is not black: mean {change:.2f}/255"
     return scores
+
+
+def mask_share_per_step(payload):
+    """The first concept's mask share (0-1) of each step in Guided Edit's scrubber payload: at 128 px
+    the masks are 4x4 cells and cover 0-2 of them per step, so the test scrubs to the largest."""
+    import base64
+    import numpy
+    data = numpy.frombuffer(base64.b64decode(payload["data"]), numpy.uint8)
+    data = data.reshape(len(payload["steps"]), len(payload["labels"]), payload["batch"], len(payload["frames"]), 2, -1)
+    return [float(step[0, 0, 0, 0].mean()) / 255 for step in data]

@@ -1,6 +1,7 @@
 """The pack in a real browser: Debian's chromium driven by Playwright against the real ComfyUI server
-(the `server` fixture) -- workflows load through the front end, an edit runs, the mask previews and the
-per-step scrubber appear and react to the slider (compared in pixels), a node help page opens.
+(the `server` fixture) -- workflows load through the front end, an edit runs (on a trained tiny model:
+the object must be gone), the mask previews and the per-step scrubber appear and react to the slider
+(compared in pixels), a node help page opens.
 
 Skips with one loud line when chromium or the playwright package is missing (never downloads a browser).
 Screenshots and the browser console go to test-artifacts/browser-<ComfyUI version>/.
@@ -10,6 +11,7 @@ import pathlib
 import random
 import time
 
+import ledits_trained_templates as trained
 import pytest
 from ledits_browser import EXTENSION, VIEWPORT, open_browser
 
@@ -19,6 +21,7 @@ EDIT_NODE = "LEditsPPGuidedEdit"
 MASK_NODE = "LEditsPPMaskFromAttention"
 PACK_PREFIX = "LEditsPP"
 RUN_TIMEOUT_S = 600
+EDITED_STEPS = 30      # the templates' 30 Inversion steps: Guided Edit records a mask for each (measured)
 
 
 browser = pytest.fixture(scope="module")(open_browser)
@@ -115,20 +118,6 @@ def test_workflows_load_in_the_front_end(browser, object_info, comfy_host):
 # ---------------------------------------------------------------------------------------------
 # the edit run
 # ---------------------------------------------------------------------------------------------
-def _input_image(server, name="ledits_browser.png", size=256):
-    """A structured test picture (bands and a disc) so the latent preview shows shapes."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-    y, x = np.mgrid[0:size, 0:size] / size
-    pixels = np.stack([0.3 + 0.5 * x, 0.4 + 0.3 * y, 0.7 - 0.4 * x * y], -1)
-    image = Image.fromarray((pixels * 255).astype("uint8"))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse([size * 0.3, size * 0.25, size * 0.7, size * 0.65], fill=(200, 60, 40))
-    draw.rectangle([size * 0.1, size * 0.75, size * 0.9, size * 0.85], fill=(30, 30, 160))
-    image.save(server.base / "input" / name)
-    return name
-
-
 def _built_edit_prompt(ckpt, image):
     """API prompt of an SD1.5 edit: load image -> VAE encode -> inversion -> two concepts -> Guided Edit ->
     VAE decode/save; the edit's attention -> Mask From Attention -> preview of its heat-map."""
@@ -153,54 +142,32 @@ def _built_edit_prompt(ckpt, image):
     }
 
 
-def _tiny_edit_prompt(browser, ckpt, image, workflow="ledits_edit_sd15", layout=None):
-    """An edit workflow (workflows/<workflow>.json when it exists) made tiny: tiny checkpoint (or, with
-    no ckpt, the in-memory tiny `layout` loader in place of Load Checkpoint), a 256 px input, 4 steps,
-    a fresh seed (so nothing is served from the cache), warmup 1 on the first concept (its mask forms
-    after step 1), plus a Mask From Attention node when the workflow has none."""
+def _trained_edit_prompt(browser, server, workflow):
+    """workflows/<workflow>.json on its trained tiny model (ledits_trained_templates.TRAINED: the model,
+    the held-out scene it removes the first object of, concepts set to that object) at the template's
+    own settings (30 steps, seed 0, node defaults), plus a Mask From Attention node: a real edit whose
+    masks outline the object. The picture's name is new each run, so nothing is served from the cache."""
     path = WORKFLOWS / f"{workflow}.json"
-    source = "built in the test"
-    api = None
-    if path.is_file():
-        data = json.loads(path.read_text())
-        if "nodes" in data:
-            browser.load_ui_workflow(data, path.name)
-            api = browser.js("async () => (await app.graphToPrompt()).output")
-        else:
-            api = data
-        source = str(path.relative_to(REPO))
-        if not any(n["class_type"] == EDIT_NODE for n in api.values()):
-            api, source = None, "built in the test (the workflow has no Guided Edit)"
-    if api is None:
-        api = _built_edit_prompt(ckpt, image)
-    seed = random.Random(time.time_ns()).randrange(1, 10**6)
-    concepts = []
+    model, _, capture, _ = trained.TRAINED[workflow]
+    image = f"ledits_browser_{workflow}_{random.Random(time.time_ns()).randrange(10**6)}.png"
+    trained.write_scene(server.base / "input" / image, workflow)
+    # the front end outlines a Load Image whose file is not in its list (red) until the lists refresh
+    browser.js("async () => { if (app.refreshComboInNodes) await app.refreshComboInNodes(); }")
+    browser.load_ui_workflow(json.loads(path.read_text()), path.name)
+    browser.js(trained.SET_CONCEPTS, [trained.phrase(workflow), capture])
+    api = browser.js("async () => (await app.graphToPrompt()).output")
     for node in api.values():
-        kind, inputs = node["class_type"], node["inputs"]
-        if kind == "CheckpointLoaderSimple" and ckpt is None:
-            node["class_type"], node["inputs"] = "LeditsTestTinyModel", {"layout": layout, "seed": 0}
-        elif kind == "CheckpointLoaderSimple":
-            inputs["ckpt_name"] = ckpt
-        elif kind == "LoadImage":
-            inputs["image"] = image
-        elif kind in ("EmptyLatentImage", "EmptySD3LatentImage"):
-            inputs.update(width=256, height=256, batch_size=1)
-        elif kind == "LEditsPPInversion":
-            inputs.update(steps=4, seed=seed, batch_steps=1)
-        elif kind == "LEditsPPEditConcept":
-            # a random tiny model's attention is noise: attention masks at 0.7 keep them visible
-            inputs.update(mask_type="attention", threshold=0.7)
-            concepts.append(inputs)
-    if concepts:
-        chain_start = [c for c in concepts if "concepts" not in c] or concepts
-        chain_start[0]["warmup"] = 1
+        if node["class_type"] == "CheckpointLoaderSimple":
+            node["class_type"], node["inputs"] = "LeditsTestTrainedModel", {"name": model}
+        elif node["class_type"] == "LoadImage":
+            node["inputs"]["image"] = image
     edit_id = next(i for i, n in api.items() if n["class_type"] == EDIT_NODE)
     if not any(n["class_type"] == MASK_NODE for n in api.values()):
         api["90"] = {"class_type": MASK_NODE, "inputs": {
             "attention": [edit_id, 2], "concept": -1, "step": -1, "threshold": -1.0, "smoothing": True,
             "resolution": "image"}}
         api["91"] = {"class_type": "PreviewImage", "inputs": {"images": ["90", 1]}}
-    return api, source
+    return api, f"{path.relative_to(REPO)} on {model}, scene {trained.TRAINED[workflow][1]}"
 
 
 def _pixels(path):
@@ -233,15 +200,17 @@ def _scrubber_clip(browser, box):
 
 
 @pytest.mark.parametrize("workflow, layout", [("ledits_edit_sd15", "sd15"), ("ledits_edit_flux", "flux")])
-def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ckpt, workflow, layout):
-    """Previews and the step scrubber after an edit run from the front end, on a UNet (SD1.5) and a
-    DiT (Flux: masks from joint attention on the token grid). Screenshots of the SD1.5 run feed the
-    README; the Flux ones get a _flux suffix."""
-    image = _input_image(server)
-    api, source = _tiny_edit_prompt(browser, tiny_ckpt.get(layout), image, workflow, layout)
+def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, comfy_host, workflow, layout, capsys):
+    """Previews and the step scrubber after a real edit run from the front end, on a trained UNet
+    (SD1.5 layout) and a trained DiT (Flux dev: masks from joint attention on the token grid): the
+    saved picture must have lost the object and the mask must outline it (measured on 0.33.0 and
+    0.3.64 alike: blue square of scene 1000007 / red square of 1000004 removed, Guided Edit's MASK
+    IoU 0.53 / 0.59, floor 0.3). Screenshots of the SD1.5 run feed the README (docs/images/); the
+    Flux ones get a _flux suffix."""
+    api, source = _trained_edit_prompt(browser, server, workflow)
     tag = "" if layout == "sd15" else f"_{layout}"
     print(f"\nedit workflow: {source}")
-    browser.load_api_prompt(api, "ledits_edit_tiny")
+    browser.load_api_prompt(api, "ledits_edit_trained")
     since = len(browser.console)
     # queue through the front end (the Run button's code path); seeds stay as set ("fixed")
     browser.js("""() => { for (const n of app.graph.nodes) for (const w of n.widgets || [])
@@ -255,9 +224,13 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
     edit_ui = entry["outputs"][edit_id]
     assert edit_ui.get("images") and edit_ui.get("ledits_pp_steps"), sorted(edit_ui)
     payload = edit_ui["ledits_pp_steps"][0]
-    assert payload["total_steps"] == 4 and len(payload["labels"]) >= 1
-    print(f"run {run_s:.1f} s; scrubber payload: {payload['bytes_per_step']} B per step, grid {payload['grid']}, "
-          f"{len(json.dumps(payload))} B as JSON")
+    total = payload["total_steps"]
+    scores = trained.check_real_edit(server, entry, workflow)
+    with capsys.disabled():
+        print(f"\n[browser edit] {workflow} on ComfyUI {comfy_host['version']}: run {run_s:.1f} s, {total} steps; "
+              + "; ".join(f"{title}: {score}" for title, score in scores.items())
+              + f"; scrubber payload {payload['bytes_per_step']} B per step, grid {payload['grid']}")
+    assert total == EDITED_STEPS and payload["labels"] == [f"- {trained.phrase(workflow)}"], payload["labels"]
     assert entry["outputs"].get(mask_id, {}).get("images"), "Mask From Attention showed no preview"
 
     # the front end got the UI outputs: image previews and the scrubber widgets on the edit node
@@ -277,23 +250,42 @@ def test_edit_run_shows_mask_previews_and_step_scrubber(browser, server, tiny_ck
     browser.shot(f"mask_from_attention_preview{tag}", clip=_pad(box))
     box = browser.frame_node(EDIT_NODE)
     browser.page.wait_for_timeout(400)
-    browser.shot(f"edit_run_canvas{tag}")
     last = browser.shot(f"guided_edit_step_last{tag}", clip=_pad(box))
     scrub_clip = _scrubber_clip(browser, box)
     scrub_last = browser.shot(f"scrubber_step_last{tag}", clip=scrub_clip)
-    assert browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE) == 3
+    assert browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE) == total - 1
 
-    # drag the slider to its left end with the mouse: step 1 (the first concept is still in warmup)
+    # click the slider's left end with the mouse: step 1
     x, y = _slider_point(browser, 0.0)
     browser.page.mouse.click(x, y)
     browser.page.wait_for_timeout(400)
     step = browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE)
     assert step == 0, f"clicking the slider's left end selected step index {step}"
     first = browser.shot(f"guided_edit_step_first{tag}", clip=_pad(box))
-    scrub_first = browser.shot(f"scrubber_step_first{tag}", clip=scrub_clip)
-    a, b = _pixels(scrub_last), _pixels(scrub_first)
+    browser.shot(f"scrubber_step_first{tag}", clip=scrub_clip)
+    # then the step whose mask is largest: a real model's first and last step masks can both be
+    # (nearly) empty at 4x4 cells, so that one is where the picture must change
+    shares = trained.mask_share_per_step(payload)
+    peak = max(range(total), key=lambda i: shares[i])
+    x, y = _slider_point(browser, peak / (total - 1))
+    browser.page.mouse.click(x, y)
+    browser.page.wait_for_timeout(400)
+    step = browser.js("(t) => app.graph.nodes.find(n => n.type === t).__ledits_pp.step", EDIT_NODE)
+    assert step == peak, f"clicking the slider at step {peak + 1} of {total} selected step index {step}"
+    a, b = _pixels(scrub_last), _pixels(browser.shot(f"scrubber_step_peak{tag}", clip=scrub_clip))
+    # the input picture (Load Image's preview) under the Inversion, so the canvas (README) shows what
+    # went; the scrubber at that step shows the mask over it
+    browser.js("""() => { const g = app.graph, at = g.nodes.find(n => n.type === 'LEditsPPInversion');
+        const n = g.nodes.find(n => n.type === 'LoadImage');
+        n.pos = [at.pos[0], at.pos[1] + at.size[1] + 60]; n.size = [at.size[0], 330];
+        app.canvas.setDirty(true, true); }""")
+    browser.page.wait_for_function("""() => { const n = app.graph.nodes.find(n => n.type === 'LoadImage');
+        return n.imgs && n.imgs.length > 0 && n.imgs.every(i => i.complete && i.naturalWidth > 0); }""", timeout=30000)
+    browser.page.wait_for_timeout(400)
+    browser.shot(f"edit_run_canvas{tag}")
     changed = float((abs(a - b).sum(-1) > 30).mean())
-    print(f"scrubber pixels changed between step 4 and step 1: {100 * changed:.1f}%")
+    print(f"scrubber pixels changed between step {total} (mask {shares[-1]:.0%}) and step {peak + 1} "
+          f"(mask {shares[peak]:.0%}): {100 * changed:.1f}%")
     assert changed > 0.01, f"moving the slider changed only {100 * changed:.2f}% of the scrubber's pixels"
     # and back to the end: the picture returns
     x, y = _slider_point(browser, 1.0)
@@ -353,6 +345,7 @@ def test_several_edit_nodes_and_graphs_without_the_pack(browser):
 
 
 def test_help_page_opens_for_a_node(browser, tiny_ckpt, server):
+    trained.write_scene(server.base / "input" / "ledits_browser.png", "ledits_edit_sd15")
     api = _built_edit_prompt(tiny_ckpt["sd15"], "ledits_browser.png")
     browser.load_api_prompt(api, "ledits_help")
     browser.frame_node(EDIT_NODE, left=700, top=300)
