@@ -19,7 +19,7 @@ import shapes_vae
 import shapes_world as world
 
 FLOW_LEVELS = (0.9, 0.7, 0.5, 0.3)
-LEVELS = {"sd3": FLOW_LEVELS, "flux": FLOW_LEVELS, "zimage": FLOW_LEVELS, "sd15": (14.6, 4.0, 1.5, 0.5)}
+LEVELS = {"sd15": (14.6, 4.0, 1.5, 0.5)}           # else FLOW_LEVELS
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def localisation(layout, seed=0, n=16, **config):
     model = patcher.model
     captions = M.Captions(clip, layout, M.zero_for(patcher, clip, layout))
     g = torch.Generator().manual_seed(3)
-    out = {level: [] for level in LEVELS[layout]}
+    out = {level: [] for level in LEVELS.get(layout, FLOW_LEVELS)}
     for scene in world.held_out(n, variant=info["config"].get("world", "full")):
         x0 = shapes_vae.latent_of(scene.image[None], M.LATENT_CHANNELS[layout])
         truth = (F.avg_pool2d(scene.masks[0][None, None].float(), 8)[0, 0] >= 0.5).flatten()

@@ -168,6 +168,8 @@ def main():
     ap.add_argument("--kept", default="", help="models of bench/quality/models/ to measure instead (comma-separated)")
     ap.add_argument("--capture", default="", help="LEDITS++ Attention Capture resolution for UNets, e.g. latent/2 "
                     "(the tiny world's 16-cell latent gives 4x4 maps at the default latent/4)")
+    ap.add_argument("--blocks", default="", help="LEDITS++ Attention Capture blocks for DiTs, e.g. 0 (default: the "
+                    "family's auto blocks)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
@@ -180,8 +182,8 @@ def main():
                   for layout in args.layouts.split(",") for seed in (int(s) for s in args.seeds.split(","))])
     for label, load in runs:
         model, clip, vae, info = load()
-        if args.capture:
-            model = P.attention_capture(model, args.capture)
+        if args.capture or args.blocks:
+            model = P.attention_capture(model, args.capture or "latent/4", args.blocks or "auto")
         t0 = time.perf_counter()
         variant = info["config"].get("world", "full")
         with P.per_step_masks():

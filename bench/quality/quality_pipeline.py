@@ -62,9 +62,10 @@ def per_step_masks():
         guider._pool = original
 
 
-def attention_capture(model, resolution):
-    """MODEL through LEDITS++ Attention Capture at `resolution` (e.g. "latent/2" for the UNet)."""
-    return run("LEditsPPAttentionCapture", model=model, resolution=resolution, include_middle=False)[0]
+def attention_capture(model, resolution="latent/4", blocks="auto"):
+    """MODEL through LEDITS++ Attention Capture at `resolution` (e.g. "latent/2" for the UNet) or
+    over chosen DiT `blocks` (e.g. "0")."""
+    return run("LEditsPPAttentionCapture", model=model, resolution=resolution, include_middle=False, blocks=blocks)[0]
 
 
 def encode(vae, image):
