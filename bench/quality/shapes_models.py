@@ -167,7 +167,9 @@ class Captions:
         """The model's denoised prediction for x[i] under texts[i]. Texts whose encodings differ in
         length (an LLM encoder pads nothing: Z-Image) run as separate batches, as ComfyUI runs them.
         per_sample: {extra input: one value per item} (Flux's training guidance)."""
-        items = [self.trained(t) if grad else self.encode(t) for t in texts]
+        encode = self.trained if grad else self.encode
+        unique = {t: encode(t) for t in dict.fromkeys(texts)}         # each caption through the encoder once
+        items = [unique[t] for t in texts]
         groups = {}
         for i, (context, _) in enumerate(items):
             groups.setdefault(context.shape[1], []).append(i)
