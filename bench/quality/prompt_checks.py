@@ -16,7 +16,7 @@ import shapes_vae
 import shapes_world as world
 
 FLOW_LOSS_SIGMA = (0.5, 0.8)
-LOSS_SIGMA = {"sd15": (1.0, 3.0), "sd3": FLOW_LOSS_SIGMA, "flux": FLOW_LOSS_SIGMA, "zimage": FLOW_LOSS_SIGMA, "chroma": FLOW_LOSS_SIGMA}
+LOSS_SIGMA = {"sd15": (1.0, 3.0)}           # else FLOW_LOSS_SIGMA (every flow layout)
 PALETTE = list(world.COLOURS) + list(world.BACKGROUNDS)
 
 
@@ -31,7 +31,7 @@ def caption_losses(model, captions, layout, variant="full", n=48):
     texts = [s.caption for s in scenes]
     g = torch.Generator().manual_seed(7)
     out = {}
-    for level in LOSS_SIGMA[layout]:
+    for level in LOSS_SIGMA.get(layout, FLOW_LOSS_SIGMA):
         sigma = torch.full((n,), level)
         eps = torch.randn(x0.shape, generator=g)
         x = shapes_models.noisy(model.model, x0, sigma, eps)
