@@ -1,11 +1,12 @@
 """Tiny text-conditioned models of the shapes world, trained on one CPU thread and cached.
 
 Each model is what tools/tiny_models.build(layout, seed) makes (ComfyUI's own classes: the SD1.5
-UNet with a tiny CLIP-L, or the SD3 MMDiT with tiny CLIP-L + CLIP-G; real tokenizers; text
-encoders random and frozen), with the VAE of vae.py. Only the denoiser is trained: it learns to
-read the frozen random text features. Training goes through the model's own `apply_model`
+UNet with a tiny CLIP-L, the SD3 MMDiT with tiny CLIP-L + CLIP-G, Flux.1 dev, Chroma (T5) and
+Z-Image (Qwen3); real tokenizers; random text encoders), with the VAE of shapes_vae.py. The
+denoiser trains, and with word_lr the text encoders' word tables with it (the rest of each encoder
+stays frozen: see DEFAULTS). Training goes through the model's own `apply_model`
 (ComfyUI's sigma -> timestep conversion and input scaling), eps for the UNet and rectified flow
-for the DiT, on latents computed analytically (vae.latent_of == VAE Encode).
+for the DiTs, on latents computed analytically (shapes_vae.latent_of == VAE Encode).
 
 Captions per training picture: the full caption (50 %), the objects only (15 %), one object's
 phrase such as "red square" (15 %: what an edit concept encodes), the background phrase (5 %),
