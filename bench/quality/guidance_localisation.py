@@ -31,7 +31,7 @@ def localisation(layout, seed=0, n=16, **config):
     g = torch.Generator().manual_seed(3)
     out = {level: [] for level in LEVELS.get(layout, FLOW_LEVELS)}
     for scene in world.held_out(n, variant=info["config"].get("world", "full")):
-        x0 = shapes_vae.latent_of(scene.image[None], M.LATENT_CHANNELS[layout])
+        x0 = M.model_latent(scene.image[None], layout)
         truth = (F.avg_pool2d(scene.masks[0][None, None].float(), 8)[0, 0] >= 0.5).flatten()
         phrase = world.object_phrase(*scene.objects[0])
         eps = torch.randn(x0.shape, generator=g)
@@ -40,7 +40,7 @@ def localisation(layout, seed=0, n=16, **config):
             x = M.noisy(model, x0, sigma, eps)
             guidance = M.predict(model, captions, x, sigma, [phrase]) - M.predict(model, captions, x, sigma, [None])
             top = torch.zeros_like(truth)
-            top[guidance.abs().sum(1).flatten().topk(int(truth.sum())).indices] = True
+            top[shapes_vae.cells(guidance).abs().sum(1).flatten().topk(int(truth.sum())).indices] = True
             out[level].append(float((top & truth).sum() / (top | truth).sum()))
     return {level: sum(v) / len(v) for level, v in out.items()}
 

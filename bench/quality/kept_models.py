@@ -102,8 +102,9 @@ def rebuilt(tensors, layout, seed, config):
         for encoder, table in M.word_tables(clip).items():
             if f"words.{encoder}.ids" in tensors:
                 table[tensors[f"words.{encoder}.ids"].long()] = tensors[f"words.{encoder}.rows"].to(table.dtype)
-    taesd = shapes_vae.build_taesd(M.LATENT_CHANNELS[layout]).state_dict()
-    return patcher, clip, comfy.sd.VAE(sd=M.with_latent_format(taesd, M.latent_format_of(layout)))
+    channels = M.LATENT_CHANNELS[layout]
+    taesd = shapes_vae.build_taesd(channels).state_dict()
+    return patcher, clip, M.vae_of(taesd, channels, M.latent_format_of(layout))
 
 
 def checkpoint_file(name):

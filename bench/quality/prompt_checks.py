@@ -27,7 +27,7 @@ def captions_of(model, clip, layout):
 @torch.no_grad()
 def caption_losses(model, captions, layout, variant="full", n=48):
     scenes = world.held_out(n, variant=variant)
-    x0 = shapes_vae.latent_of(torch.stack([s.image for s in scenes]), shapes_models.LATENT_CHANNELS[layout])
+    x0 = shapes_models.model_latent(torch.stack([s.image for s in scenes]), layout)
     texts = [s.caption for s in scenes]
     g = torch.Generator().manual_seed(7)
     out = {}
@@ -50,8 +50,8 @@ def generate(model, captions, texts, steps=20, cfg=4.0, seed=0):
     n = len(texts)
     sampling = m.model_sampling
     sigmas = comfy.samplers.calculate_sigmas(sampling, "normal", steps).float()
-    channels = shapes_models.LATENT_CHANNELS[captions.layout]
-    noise = torch.randn(n, channels, 16, 16, generator=torch.Generator().manual_seed(seed))
+    shape = shapes_models.model_latent(torch.zeros(n, 3, world.SIZE, world.SIZE), captions.layout).shape
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
     x = sampling.noise_scaling(sigmas[0], noise, torch.zeros_like(noise), max_denoise=True)
     for i in range(steps):
         s = torch.full((n,), float(sigmas[i]))
@@ -64,6 +64,7 @@ def generate(model, captions, texts, steps=20, cfg=4.0, seed=0):
 
 def colours_present(latents, min_cells=4):
     """(n, len(PALETTE)) bool: which palette colours cover >= min_cells latent cells."""
+    latents = shapes_vae.cells(latents)
     p = torch.linalg.pinv(shapes_vae.colour_map(latents.shape[1]))
     rgb = torch.einsum("ck,bkhw->bchw", p, latents) + 0.5
     table = torch.tensor([{**world.COLOURS, **world.BACKGROUNDS}[name] for name in PALETTE])

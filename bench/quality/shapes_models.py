@@ -19,6 +19,7 @@ classes are registered (tools/tiny_models.register()).
 import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import math
 import os
@@ -28,7 +29,10 @@ import time
 
 import torch
 
+import comfy.model_patcher
 import comfy.sd
+import comfy.supported_models_base
+import comfy.text_encoders.wan
 import comfy.utils
 
 import shapes_vae as vae_module
@@ -37,10 +41,11 @@ import shapes_world as world
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
-LATENT_CHANNELS = {"sd15": 4, "sd3": 16, "flux": 16, "zimage": 16, "chroma": 16}
+LATENT_CHANNELS = {"sd15": 4, "sd3": 16, "flux": 16, "zimage": 16, "chroma": 16, "flux2_klein": 128, "qwen_image": 16,
+                   "lumina2": 16, "wan21": 16}
 FLUX_LATENT = (0.3611, 0.1159)          # Flux.1's latent format (Z-Image's, Chroma's): its TAESD gets these as vae_scale / vae_shift
 FLUX_GUIDANCE = (1.0, 5.0)              # tiny Flux dev trains on a random guidance input (no distillation)
-IN_MEMORY = ("flux", "zimage", "chroma")          # ComfyUI's detection assumes full-size heads: no checkpoint file
+IN_MEMORY = ("flux", "zimage", "chroma", "flux2_klein", "qwen_image", "lumina2", "wan21")          # ComfyUI's detection assumes full-size heads: no checkpoint file
 # world: shapes_world variant; word_lr: learning rate of the text encoders' token tables (0: frozen);
 # word_mixing: scale of the text encoders' self-attention outputs (0: a word stays at its token);
 # weighting "x0": eps loss x sigma^2 (UNet); unet "small": SMALL_UNET. These are the recipes of the
@@ -57,8 +62,17 @@ DEFAULTS = {"sd15": {"steps": 2000, "batch": 12, "lr": 2e-3, "token_std": 1.0, "
                        "word_mixing": 0, "hidden": 128},
             "zimage": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple", "word_lr": 1e-2,
                        "word_mixing": 0},
+            "flux2_klein": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple",
+                            "word_lr": 1e-2, "word_mixing": 0, "hidden": 128},
+            "qwen_image": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple",
+                           "word_lr": 1e-2, "word_mixing": 0},
+            "lumina2": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple",
+                        "word_lr": 1e-2, "word_mixing": 0, "hidden": 128},
+            "wan21": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple",
+                      "word_lr": 1e-2, "word_mixing": 0, "hidden": 128},
             "vae4": {"steps": 60, "batch": 4, "lr": 5e-4},
-            "vae16": {"steps": 60, "batch": 4, "lr": 5e-4}}
+            "vae16": {"steps": 60, "batch": 4, "lr": 5e-4},
+            "vae128": {"steps": 60, "batch": 4, "lr": 5e-4}}
 
 
 def tiny_models():
@@ -94,7 +108,80 @@ def build(layout, seed, config):
         width = config["hidden"]
         unet = dict(chroma.chroma_config(), hidden_size=width, out_dim=width, axes_dim=[16, 24, 24])
         return dit.assemble(chroma.TinyChroma, unet, seed, latent_channels=16)
+    if layout == "flux2_klein" and config.get("hidden"):
+        flux2 = sys.modules["ledits_tools_tiny_families_flux2"]
+        heads = 2
+        unet = dict(flux2.flux2_config(False), hidden_size=config["hidden"], axes_dim=[config["hidden"] // heads // 4] * 4)
+        return dit.assemble(flux2._config_class("klein"), unet, seed, latent_channels=16)
+    if layout == "lumina2" and config.get("hidden"):
+        return world_lumina2(config["hidden"], seed)
+    if layout == "wan21" and config.get("hidden"):
+        return world_wan21(config["hidden"], seed)
     return tiny.build(layout, seed)
+
+
+def world_sentences():
+    """Every one-object caption of the full world: what a stand-in tokenizer must learn to spell."""
+    words = world.VARIANTS["full"]
+    return [world.caption([(c, s)], b) for c in words["colours"] for s in words["shapes"] for b in words["backgrounds"]]
+
+
+def world_wan21(width, seed):
+    """WAN 2.1 text-to-video `width` wide (2 heads) on one-frame videos, its stand-in umT5
+    tokenizer trained with the world's words as well (tools/tiny_families/wan.py's knows a few test
+    sentences only)."""
+    import sentencepiece
+    wan = sys.modules["ledits_tools_tiny_families_wan"]
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter((list(wan._CORPUS) + world_sentences()) * 4), model_writer=out, vocab_size=160,
+        model_type="bpe", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, num_threads=1, minloglevel=2)
+
+    class UMT5(comfy.text_encoders.wan.WanT5Model):
+        def __init__(self, device="cpu", dtype=None, model_options={}):
+            super().__init__(device=device, dtype=dtype, model_options={
+                **model_options, "umt5xxl_model_config": dict(wan.UMT5, vocab_size=192)})
+
+    class WorldWAN21(wan.TinyWAN21):
+        def clip_target(self, state_dict={}):
+            return comfy.supported_models_base.ClipTarget(comfy.text_encoders.wan.WanT5Tokenizer, UMT5)
+    generator = torch.Generator().manual_seed(seed)
+    model = WorldWAN21(dict(wan.UNETS["wan21"], dim=width, ffn_dim=2 * width, dtype=torch.float32)).get_model({})
+    wan.fill(model.diffusion_model, generator)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    clip = comfy.sd.CLIP(WorldWAN21({}).clip_target(), embedding_directory=None,
+                         tokenizer_data={"spiece_model": out.getvalue()})
+    wan.fill(clip.cond_stage_model, generator)
+    return patcher, clip, None
+
+
+def world_lumina2(width, seed):
+    """Lumina 2 `width` wide (2 heads) whose stand-in Gemma tokenizer also learned the world's words:
+    the pack's tiny one (tools/tiny_families/lumina2.py) knows a few test sentences and spells
+    "square" in pieces that other words share."""
+    import sentencepiece
+    lumina = sys.modules["ledits_tools_tiny_families_lumina2"]
+    if not _WORLD_SPIECE:
+        out = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter((list(lumina._CORPUS) + world_sentences()) * 4), model_writer=out, vocab_size=160,
+            model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3, num_threads=1, minloglevel=2)
+        _WORLD_SPIECE.append(out.getvalue())
+
+    class Tokenizer(lumina.TinyLuminaTokenizer):
+        def __init__(self, embedding_directory=None, tokenizer_data={}):
+            super().__init__(embedding_directory, dict(tokenizer_data, spiece_model=_WORLD_SPIECE[0]))
+
+    class WorldLumina2(lumina.TinyLumina2):
+        unet_config = {"image_model": "lumina2", "dim": width}
+
+        def clip_target(self, state_dict={}):
+            return comfy.supported_models_base.ClipTarget(Tokenizer, lumina.TinyLuminaTE)
+    unet = dict(lumina.UNETS["lumina2"], dim=width, axes_dims=[width // 8, 3 * width // 16, 3 * width // 16])
+    return sys.modules["ledits_tools_tiny_dit_models"].assemble(WorldLumina2, lumina._accepted(unet), seed)
+
+
+_WORLD_SPIECE = []
 
 
 def config_key(kind, seed, **config):
@@ -111,7 +198,7 @@ def trained_vae(channels, seed=0, log=print, latent_format=None, **overrides):
     info_path = path.with_suffix(".json")
     if path.exists():
         sd = comfy.utils.load_torch_file(str(path))
-        return comfy.sd.VAE(sd=with_latent_format(sd, latent_format)), dict(json.loads(info_path.read_text()), cached=True)
+        return vae_of(sd, channels, latent_format), dict(json.loads(info_path.read_text()), cached=True)
     taesd = vae_module.build_taesd(channels, seed)
     before, after, seconds = vae_module.train_decoder(taesd, channels, seed=seed, log=log, **config)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -120,12 +207,24 @@ def trained_vae(channels, seed=0, log=print, latent_format=None, **overrides):
     info = {"psnr_initial": before, "psnr_trained": after, "train_s": seconds, "bytes": path.stat().st_size,
             "config": config}
     info_path.write_text(json.dumps(info))
-    return comfy.sd.VAE(sd=with_latent_format(sd, latent_format)), dict(info, cached=False)
+    return vae_of(sd, channels, latent_format), dict(info, cached=False)
+
+
+def vae_of(sd, channels, latent_format=None):
+    """comfy.sd.VAE of a world TAESD state dict, as VAELoader loads it (taef2: by its metadata).
+    latent_format "wan21": a per-channel (vae_scale, vae_shift) and one-frame video latents."""
+    metadata = {"tae_latent_channels": 128} if channels == 128 else None
+    if latent_format != "wan21":
+        return comfy.sd.VAE(sd=with_latent_format(sd, latent_format), metadata=metadata)
+    return one_frame_vae(per_channel_vae(comfy.sd.VAE(sd=sd)))
 
 
 def latent_format_of(layout):
-    """(vae_scale, vae_shift) the layout's TAESD needs other than its channel count's default."""
-    return FLUX_LATENT if layout in ("flux", "zimage", "chroma") else None
+    """(vae_scale, vae_shift) the layout's TAESD needs other than its channel count's default,
+    or "wan21" (Qwen-Image: WAN 2.1's per-channel latent)."""
+    if layout in ("qwen_image", "wan21"):
+        return "wan21"
+    return FLUX_LATENT if layout in ("flux", "zimage", "chroma", "lumina2") else None
 
 
 def with_latent_format(sd, latent_format):
@@ -134,6 +233,27 @@ def with_latent_format(sd, latent_format):
     if latent_format is None:
         return sd
     return dict(sd, vae_scale=torch.tensor(latent_format[0]), vae_shift=torch.tensor(latent_format[1]))
+
+
+def per_channel_vae(vae):
+    """WAN 2.1's latent format (Qwen-Image's) normalises each channel: model input = (raw - mean) x
+    scale / std. The TAESD gets those as per-channel vae_scale / vae_shift, so that the MODEL
+    still sees exactly the encoder output."""
+    import comfy.latent_formats
+    wan = comfy.latent_formats.Wan21()
+    taesd = vae.first_stage_model
+    taesd.vae_scale = torch.nn.Parameter((wan.scale_factor / wan.latents_std).reshape(1, -1, 1, 1), requires_grad=False)
+    taesd.vae_shift = torch.nn.Parameter(wan.latents_mean.reshape(1, -1, 1, 1).clone(), requires_grad=False)
+    return vae
+
+
+def one_frame_vae(vae):
+    """A picture's latent as WAN 2.1's VAE gives it: (B, C, 1, h, w), and back for decoding. The
+    world's VAE stays the TAESD; only the time axis is added."""
+    encode, decode = vae.encode, vae.decode
+    vae.encode = lambda pixels, *a, **k: encode(pixels, *a, **k).unsqueeze(2)
+    vae.decode = lambda samples, *a, **k: decode(samples[:, :, 0] if samples.ndim == 5 else samples, *a, **k)
+    return vae
 
 
 # ----------------------------------------------------------------------------- text
@@ -191,7 +311,7 @@ def family_inputs(layout, context):
     sampling sets it; Chroma always 0), NextDiT's count of text tokens."""
     if layout in ("flux", "chroma"):
         return {"guidance": torch.full((context.shape[0],), 3.5 if layout == "flux" else 0.0)}
-    if layout == "zimage":
+    if layout in ("zimage", "lumina2"):
         return {"num_tokens": context.shape[1]}
     return {}
 
@@ -226,11 +346,23 @@ def training_caption(scene, g):
 def predict(model, captions, x, sigma, texts, grad=False, per_sample=None):
     """What the model predicts for (x - x0) / sigma: eps (VE / eps) or v = eps - x0 (flow)."""
     denoised = captions.denoised(model, x, sigma, texts, grad, per_sample)
-    return (x - denoised) / sigma.reshape(-1, 1, 1, 1)
+    return (x - denoised) / per_item(sigma, x)
 
 
 def noisy(model, x0, sigma, eps):
-    return model.model_sampling.noise_scaling(sigma.reshape(-1, 1, 1, 1), eps, x0)
+    return model.model_sampling.noise_scaling(per_item(sigma, x0), eps, x0)
+
+
+def per_item(sigma, x):
+    """sigma (B,) shaped to broadcast over x (4-D pictures, 5-D one-frame videos)."""
+    return sigma.reshape(-1, *[1] * (x.ndim - 1))
+
+
+def model_latent(images, layout):
+    """What VAE Encode gives the model for (B, 3, H, W) pictures, computed analytically: the
+    encoder output, with a time axis where the family's latents are videos (Qwen-Image)."""
+    latent = vae_module.latent_of(images, LATENT_CHANNELS[layout])
+    return latent.unsqueeze(2) if latent_format_of(layout) == "wan21" else latent
 
 
 def draw_sigma(model, layout, n, g):
@@ -351,12 +483,12 @@ def loss_weight(layout, sigma, weighting):
 
 def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_variant, grad_words, log, curve, t0,
                  weighting=None):
-    channels, run = LATENT_CHANNELS[layout], 0.0
+    run = 0.0
     for step in range(1, steps + 1):
         for group in opt.param_groups:
             group["lr"] = group["base"] * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
         scenes = world.training_batch(batch, g, world_variant)
-        x0 = vae_module.latent_of(torch.stack([s.image for s in scenes]), channels)
+        x0 = model_latent(torch.stack([s.image for s in scenes]), layout)
         texts = [training_caption(s, g) for s in scenes]
         per_sample = None
         if layout == "flux":
@@ -365,8 +497,8 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
         sigma = draw_sigma(model, layout, batch, g)
         eps = torch.randn(x0.shape, generator=g)
         x = noisy(model, x0, sigma, eps)
-        err = (predict(model, captions, x, sigma, texts, grad_words, per_sample) - (x - x0) / sigma.reshape(-1, 1, 1, 1)) ** 2
-        loss = (err.mean((1, 2, 3)) * loss_weight(layout, sigma, weighting)).mean()
+        err = (predict(model, captions, x, sigma, texts, grad_words, per_sample) - (x - x0) / per_item(sigma, x)) ** 2
+        loss = (err.flatten(1).mean(1) * loss_weight(layout, sigma, weighting)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for group in groups for p in group["params"]], 1.0)

@@ -1,4 +1,5 @@
-"""A tiny VAE for the shapes world in ComfyUI's TAESD layout (4 channels for the UNet, 16 for DiTs).
+"""A tiny VAE for the shapes world in ComfyUI's TAESD layout (4 channels for the UNet, 16 for DiTs,
+128 at /16 for Flux.2: ComfyUI's "taef2", 32 channels at /8 patchified 2 x 2).
 
 Encoder: constructed, not trained. Its weights make it exactly an 8x8 cell average of the RGB
 picture followed by a fixed linear colour map (`colour_map`): the residual blocks' convolutions
@@ -9,7 +10,7 @@ Decoder: starts as the inverse (nearest upsampling of the cell colour, ReLU +/- 
 trained on the world's pictures to draw sharp edges from the cell averages.
 
 vae_scale / vae_shift are set to the family's latent format, so that the MODEL sees exactly the
-encoder output e (unit-ish scale): SD1.5 0.18215 / 0; SD3 1.5305 / 0.0609.
+encoder output e (unit-ish scale): SD1.5 0.18215 / 0; SD3 1.5305 / 0.0609; Flux.2 1 / 0.
 """
 import time
 
@@ -20,8 +21,19 @@ import comfy.taesd.taesd
 
 from shapes_world import training_batch
 
-LATENT_FORMAT = {4: (0.18215, 0.0), 16: (1.5305, 0.0609)}   # (vae_scale, vae_shift) = SD1.5, SD3
+LATENT_FORMAT = {4: (0.18215, 0.0), 16: (1.5305, 0.0609), 128: (1.0, 0.0)}   # (vae_scale, vae_shift): SD1.5, SD3, Flux.2
 CELL = 8
+
+
+def cell_channels(channels):
+    """Channels per 8 x 8 cell: taef2's 128 are 32 per cell, patchified 2 x 2."""
+    return 32 if channels == 128 else channels
+
+
+def patchify(latent):
+    """(B, 32, h, w) -> (B, 128, h/2, w/2) as ComfyUI's taef2 encoder packs its output."""
+    b, c, h, w = latent.shape
+    return latent.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4 * c, h // 2, w // 2)
 
 
 def colour_map(channels):
@@ -31,10 +43,20 @@ def colour_map(channels):
     return q * (2.4 * (channels / 3) ** 0.5)
 
 
+def cells(latent):
+    """A latent as (B, colour code, H/8, W/8): taef2's 2 x 2 packing undone, a video's one frame."""
+    if latent.ndim == 5:
+        latent = latent[:, :, 0]
+    if latent.shape[1] != 128:
+        return latent
+    b, c, h, w = latent.shape
+    return latent.reshape(b, 32, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, 32, 2 * h, 2 * w)
+
+
 def latent_of(images, channels):
     """What the encoder computes, analytically: (B, 3, H, W) in [0, 1] -> (B, C, H/8, W/8)."""
-    w = colour_map(channels)
-    return torch.einsum("kc,bchw->bkhw", w, F.avg_pool2d(images, CELL) - 0.5)
+    latent = torch.einsum("kc,bchw->bkhw", colour_map(cell_channels(channels)), F.avg_pool2d(images, CELL) - 0.5)
+    return patchify(latent) if channels == 128 else latent
 
 
 def _zero(module):
@@ -44,8 +66,8 @@ def _zero(module):
 
 
 def constructed_encoder(encoder, channels):
-    _zero(encoder)
-    w = colour_map(channels)
+    _zero(encoder)                                        # also taef2's mid-block pools: x + 0
+    w = colour_map(cell_channels(channels))
     with torch.no_grad():
         for c in range(3):
             encoder[0].weight[c, c, 1, 1] = 1.0
@@ -58,9 +80,10 @@ def constructed_encoder(encoder, channels):
 
 def initial_decoder(decoder, channels, seed=0):
     """The inverse of the encoder up to the input clamp: +/- parts of each colour, nearest
-    upsampling, identity blocks (their last convolution zero, the others random so they train)."""
+    upsampling, identity blocks (their last convolution zero, the others random so they train;
+    taef2's mid-block pools zero, their group norms the identity)."""
     g = torch.Generator().manual_seed(seed)
-    p = torch.linalg.pinv(colour_map(channels))           # (3, C): rgb - 0.5 = p e
+    p = torch.linalg.pinv(colour_map(cell_channels(channels)))   # (3, C): rgb - 0.5 = p e
     with torch.no_grad():
         for m in decoder.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -69,6 +92,12 @@ def initial_decoder(decoder, channels, seed=0):
                     m.bias.zero_()
         for block in (m for m in decoder if isinstance(m, comfy.taesd.taesd.Block)):
             block.conv[4].weight.zero_()
+            if getattr(block, "pool", None) is not None:
+                block.pool[3].weight.zero_()
+        for m in decoder.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
         first, last = decoder[1], decoder[19]
         first.weight.mul_(0.05)
         first.bias.fill_(0.05)
