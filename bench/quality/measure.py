@@ -36,10 +36,11 @@ def log(text):
 
 
 def zero_conditioning(clip):
-    """The pack's unconditional input when `negative` is unconnected: zeros (and zero pooled)."""
+    """The pack's unconditional input when `negative` is unconnected: zeros (and zero extras:
+    pooled vector, HiDream's Llama states)."""
     cond = P.text(clip, "")
-    pooled = cond[0][1].get("pooled_output")
-    extra = {} if pooled is None else {"pooled_output": torch.zeros_like(pooled)}
+    extra = {k: torch.zeros_like(cond[0][1][k]) for k in ("pooled_output", "conditioning_llama3")
+             if isinstance(cond[0][1].get(k), torch.Tensor)}
     return [[torch.zeros_like(cond[0][0]), extra]]
 
 

@@ -1,8 +1,9 @@
 """Tiny text-conditioned models of the shapes world, trained on one CPU thread and cached.
 
-Each model is what tools/tiny_models.build(layout, seed) makes (ComfyUI's own classes: the SD1.5
-UNet with a tiny CLIP-L, the SD3 MMDiT with tiny CLIP-L + CLIP-G, Flux.1 dev, Chroma (T5) and
-Z-Image (Qwen3); real tokenizers; random text encoders), with the VAE of shapes_vae.py. The
+Each model is what world_families.build(layout, seed, config) makes (ComfyUI's own classes: the
+SD1.5 UNet with a tiny CLIP-L, the SD3 MMDiT with tiny CLIP-L + CLIP-G, Flux.1 dev, Chroma (T5),
+Z-Image (Qwen3), Flux.2 klein (Qwen3), Qwen-Image (Qwen2.5-VL), Lumina 2 (Gemma 2), WAN 2.1
+(umT5), HiDream (CLIP-L, CLIP-G, T5, Llama); random text encoders), with the VAE of shapes_vae.py. The
 denoiser trains, and with word_lr the text encoders' word tables with it (the rest of each encoder
 stays frozen: see DEFAULTS). Training goes through the model's own `apply_model`
 (ComfyUI's sigma -> timestep conversion and input scaling), eps for the UNet and rectified flow
@@ -18,34 +19,27 @@ classes are registered (tools/tiny_models.register()).
 """
 import contextlib
 import hashlib
-import importlib.util
-import io
 import json
 import math
 import os
 import pathlib
-import sys
 import time
 
 import torch
 
-import comfy.model_patcher
 import comfy.sd
-import comfy.supported_models_base
-import comfy.text_encoders.wan
 import comfy.utils
 
 import shapes_vae as vae_module
 import shapes_world as world
+from world_families import (IN_MEMORY, LATENT_CHANNELS, build, family_inputs, latent_format_of,  # noqa: F401
+                            model_latent, pooled_extra, tiny_models, vae_of)
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
-LATENT_CHANNELS = {"sd15": 4, "sd3": 16, "flux": 16, "zimage": 16, "chroma": 16, "flux2_klein": 128, "qwen_image": 16,
-                   "lumina2": 16, "wan21": 16}
-FLUX_LATENT = (0.3611, 0.1159)          # Flux.1's latent format (Z-Image's, Chroma's): its TAESD gets these as vae_scale / vae_shift
 FLUX_GUIDANCE = (1.0, 5.0)              # tiny Flux dev trains on a random guidance input (no distillation)
-IN_MEMORY = ("flux", "zimage", "chroma", "flux2_klein", "qwen_image", "lumina2", "wan21")          # ComfyUI's detection assumes full-size heads: no checkpoint file
+REPEATED_PADS = ("flux2_klein",)        # tokenizer pads to 512 with one id: see Captions._encode_repeating_pads
 # world: shapes_world variant; word_lr: learning rate of the text encoders' token tables (0: frozen);
 # word_mixing: scale of the text encoders' self-attention outputs (0: a word stays at its token);
 # weighting "x0": eps loss x sigma^2 (UNet); unet "small": SMALL_UNET. These are the recipes of the
@@ -70,118 +64,11 @@ DEFAULTS = {"sd15": {"steps": 2000, "batch": 12, "lr": 2e-3, "token_std": 1.0, "
                         "word_lr": 1e-2, "word_mixing": 0, "hidden": 128},
             "wan21": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple",
                       "word_lr": 1e-2, "word_mixing": 0, "hidden": 128},
+            "hidream": {"steps": 1000, "batch": 16, "lr": 2e-3, "token_std": 1.0, "world": "simple",
+                        "word_lr": 1e-2, "word_mixing": 0, "hidden": 128},
             "vae4": {"steps": 60, "batch": 4, "lr": 5e-4},
             "vae16": {"steps": 60, "batch": 4, "lr": 5e-4},
             "vae128": {"steps": 60, "batch": 4, "lr": 5e-4}}
-
-
-def tiny_models():
-    """tools/tiny_models.py by path (tools/ is no package), loaded once."""
-    import sys
-    name = "ledits_tools_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "tiny_models.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-# A smaller SD1.5-layout UNet (3 levels, 1 res block each, cross-attention at every level) that
-# CheckpointLoaderSimple still detects as the tiny SD1.5 (same width, context and heads).
-SMALL_UNET = {"channel_mult": [1, 2, 2], "num_res_blocks": [1, 1, 1], "transformer_depth": [1, 1, 1],
-              "transformer_depth_output": [1, 1, 1, 1, 1, 1]}
-
-
-def build(layout, seed, config):
-    """(ModelPatcher, CLIP, VAE) before training: tools/tiny_models.build, or with "unet": "small"
-    the smaller UNet, or with "hidden": N a Chroma N wide (the pack's tiny Chroma, 64 wide with
-    0.3 M parameters, did not learn the world's words in 1000 steps: colours in generated pictures
-    0.67 vs 0.65 by chance), from one seeded generator the same way."""
-    tiny = tiny_models()
-    tiny.register()
-    dit = sys.modules["ledits_tools_tiny_dit_models"]
-    if config.get("unet") == "small":
-        return dit.assemble(tiny.CLASSES[layout], dict(tiny.UNETS[layout], **SMALL_UNET), seed, latent_channels=4)
-    if layout == "chroma" and config.get("hidden"):
-        chroma = sys.modules["ledits_tools_tiny_families_chroma"]
-        width = config["hidden"]
-        unet = dict(chroma.chroma_config(), hidden_size=width, out_dim=width, axes_dim=[16, 24, 24])
-        return dit.assemble(chroma.TinyChroma, unet, seed, latent_channels=16)
-    if layout == "flux2_klein" and config.get("hidden"):
-        flux2 = sys.modules["ledits_tools_tiny_families_flux2"]
-        heads = 2
-        unet = dict(flux2.flux2_config(False), hidden_size=config["hidden"], axes_dim=[config["hidden"] // heads // 4] * 4)
-        return dit.assemble(flux2._config_class("klein"), unet, seed, latent_channels=16)
-    if layout == "lumina2" and config.get("hidden"):
-        return world_lumina2(config["hidden"], seed)
-    if layout == "wan21" and config.get("hidden"):
-        return world_wan21(config["hidden"], seed)
-    return tiny.build(layout, seed)
-
-
-def world_sentences():
-    """Every one-object caption of the full world: what a stand-in tokenizer must learn to spell."""
-    words = world.VARIANTS["full"]
-    return [world.caption([(c, s)], b) for c in words["colours"] for s in words["shapes"] for b in words["backgrounds"]]
-
-
-def world_wan21(width, seed):
-    """WAN 2.1 text-to-video `width` wide (2 heads) on one-frame videos, its stand-in umT5
-    tokenizer trained with the world's words as well (tools/tiny_families/wan.py's knows a few test
-    sentences only)."""
-    import sentencepiece
-    wan = sys.modules["ledits_tools_tiny_families_wan"]
-    out = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter((list(wan._CORPUS) + world_sentences()) * 4), model_writer=out, vocab_size=160,
-        model_type="bpe", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, num_threads=1, minloglevel=2)
-
-    class UMT5(comfy.text_encoders.wan.WanT5Model):
-        def __init__(self, device="cpu", dtype=None, model_options={}):
-            super().__init__(device=device, dtype=dtype, model_options={
-                **model_options, "umt5xxl_model_config": dict(wan.UMT5, vocab_size=192)})
-
-    class WorldWAN21(wan.TinyWAN21):
-        def clip_target(self, state_dict={}):
-            return comfy.supported_models_base.ClipTarget(comfy.text_encoders.wan.WanT5Tokenizer, UMT5)
-    generator = torch.Generator().manual_seed(seed)
-    model = WorldWAN21(dict(wan.UNETS["wan21"], dim=width, ffn_dim=2 * width, dtype=torch.float32)).get_model({})
-    wan.fill(model.diffusion_model, generator)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
-    clip = comfy.sd.CLIP(WorldWAN21({}).clip_target(), embedding_directory=None,
-                         tokenizer_data={"spiece_model": out.getvalue()})
-    wan.fill(clip.cond_stage_model, generator)
-    return patcher, clip, None
-
-
-def world_lumina2(width, seed):
-    """Lumina 2 `width` wide (2 heads) whose stand-in Gemma tokenizer also learned the world's words:
-    the pack's tiny one (tools/tiny_families/lumina2.py) knows a few test sentences and spells
-    "square" in pieces that other words share."""
-    import sentencepiece
-    lumina = sys.modules["ledits_tools_tiny_families_lumina2"]
-    if not _WORLD_SPIECE:
-        out = io.BytesIO()
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter((list(lumina._CORPUS) + world_sentences()) * 4), model_writer=out, vocab_size=160,
-            model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3, num_threads=1, minloglevel=2)
-        _WORLD_SPIECE.append(out.getvalue())
-
-    class Tokenizer(lumina.TinyLuminaTokenizer):
-        def __init__(self, embedding_directory=None, tokenizer_data={}):
-            super().__init__(embedding_directory, dict(tokenizer_data, spiece_model=_WORLD_SPIECE[0]))
-
-    class WorldLumina2(lumina.TinyLumina2):
-        unet_config = {"image_model": "lumina2", "dim": width}
-
-        def clip_target(self, state_dict={}):
-            return comfy.supported_models_base.ClipTarget(Tokenizer, lumina.TinyLuminaTE)
-    unet = dict(lumina.UNETS["lumina2"], dim=width, axes_dims=[width // 8, 3 * width // 16, 3 * width // 16])
-    return sys.modules["ledits_tools_tiny_dit_models"].assemble(WorldLumina2, lumina._accepted(unet), seed)
-
-
-_WORLD_SPIECE = []
 
 
 def config_key(kind, seed, **config):
@@ -210,59 +97,13 @@ def trained_vae(channels, seed=0, log=print, latent_format=None, **overrides):
     return vae_of(sd, channels, latent_format), dict(info, cached=False)
 
 
-def vae_of(sd, channels, latent_format=None):
-    """comfy.sd.VAE of a world TAESD state dict, as VAELoader loads it (taef2: by its metadata).
-    latent_format "wan21": a per-channel (vae_scale, vae_shift) and one-frame video latents."""
-    metadata = {"tae_latent_channels": 128} if channels == 128 else None
-    if latent_format != "wan21":
-        return comfy.sd.VAE(sd=with_latent_format(sd, latent_format), metadata=metadata)
-    return one_frame_vae(per_channel_vae(comfy.sd.VAE(sd=sd)))
-
-
-def latent_format_of(layout):
-    """(vae_scale, vae_shift) the layout's TAESD needs other than its channel count's default,
-    or "wan21" (Qwen-Image: WAN 2.1's per-channel latent)."""
-    if layout in ("qwen_image", "wan21"):
-        return "wan21"
-    return FLUX_LATENT if layout in ("flux", "zimage", "chroma", "lumina2") else None
-
-
-def with_latent_format(sd, latent_format):
-    """The TAESD state dict with another family's (vae_scale, vae_shift), so that the MODEL still
-    sees exactly the encoder output."""
-    if latent_format is None:
-        return sd
-    return dict(sd, vae_scale=torch.tensor(latent_format[0]), vae_shift=torch.tensor(latent_format[1]))
-
-
-def per_channel_vae(vae):
-    """WAN 2.1's latent format (Qwen-Image's) normalises each channel: model input = (raw - mean) x
-    scale / std. The TAESD gets those as per-channel vae_scale / vae_shift, so that the MODEL
-    still sees exactly the encoder output."""
-    import comfy.latent_formats
-    wan = comfy.latent_formats.Wan21()
-    taesd = vae.first_stage_model
-    taesd.vae_scale = torch.nn.Parameter((wan.scale_factor / wan.latents_std).reshape(1, -1, 1, 1), requires_grad=False)
-    taesd.vae_shift = torch.nn.Parameter(wan.latents_mean.reshape(1, -1, 1, 1).clone(), requires_grad=False)
-    return vae
-
-
-def one_frame_vae(vae):
-    """A picture's latent as WAN 2.1's VAE gives it: (B, C, 1, h, w), and back for decoding. The
-    world's VAE stays the TAESD; only the time axis is added."""
-    encode, decode = vae.encode, vae.decode
-    vae.encode = lambda pixels, *a, **k: encode(pixels, *a, **k).unsqueeze(2)
-    vae.decode = lambda samples, *a, **k: decode(samples[:, :, 0] if samples.ndim == 5 else samples, *a, **k)
-    return vae
-
-
-# ----------------------------------------------------------------------------- text
 class Captions:
     """Encodes captions with the model's frozen text encoder once each: (context, extra conds)."""
 
-    def __init__(self, clip, layout, zero):
+    def __init__(self, clip, layout, zero, repeat_pads=False):
         self.clip, self.layout, self.cache, self.tokens = clip, layout, {}, {}
         self.zero = zero                                   # the pack's zero conditioning
+        self.repeat_pads = repeat_pads
 
     def encode(self, text):
         if text is None:
@@ -278,11 +119,30 @@ class Captions:
             return self.zero
         if text not in self.tokens:
             self.tokens[text] = self.clip.tokenize(text)
+        if self.repeat_pads:
+            return self._encode_repeating_pads(self.tokens[text])
         return self._encode(self.tokens[text])
 
+    def _encode_repeating_pads(self, tokens):
+        """The encoding of a right-padded prompt from its words and one pad: with word_mixing 0 every
+        position's encoding depends on its token alone, so each pad's is the same row (Flux.2
+        klein's 512 tokens: equal to the full encoding to 0.0, and ~20x cheaper to train through)."""
+        (key, batches), = tokens.items()
+        ids = [int(t[0]) for t in batches[0]]
+        real = max(i for i, t in enumerate(ids) if t != ids[-1]) + 1
+        if len(batches) > 1 or real + 1 >= len(ids):
+            return self._encode(tokens)
+        context, extra = self._encode({key: [batches[0][:real + 1]]})
+        pads = context[:, real:].expand(-1, len(ids) - real - 1, -1)
+        return torch.cat([context, pads], 1), extra
+
     def _encode(self, tokens):
-        cond, pooled = self.clip.encode_from_tokens(tokens, return_pooled=True)
-        return cond.float(), pooled_extra(self.layout, None if pooled is None else pooled.float())
+        out = self.clip.encode_from_tokens(tokens, return_pooled=True, return_dict=True)
+        pooled = out.get("pooled_output")
+        extra = pooled_extra(self.layout, None if pooled is None else pooled.float())
+        if "conditioning_llama3" in out:                  # HiDream: its Llama layers' states
+            extra["encoder_hidden_states_llama3"] = out["conditioning_llama3"].float()
+        return out["cond"].float(), extra
 
     def denoised(self, model, x, sigma, texts, grad=False, per_sample=None):
         """The model's denoised prediction for x[i] under texts[i]. Texts whose encodings differ in
@@ -292,8 +152,9 @@ class Captions:
         unique = {t: encode(t) for t in dict.fromkeys(texts)}         # each caption through the encoder once
         items = [unique[t] for t in texts]
         groups = {}
-        for i, (context, _) in enumerate(items):
-            groups.setdefault(context.shape[1], []).append(i)
+        for i, (context, extra) in enumerate(items):
+            shapes = (context.shape[1],) + tuple(tuple(v.shape[1:]) for v in extra.values())
+            groups.setdefault(shapes, []).append(i)
         parts, order = [], []
         for index in groups.values():
             context = torch.cat([items[i][0] for i in index])
@@ -304,28 +165,6 @@ class Captions:
             parts.append(model.apply_model(x[index], sigma[index], c_crossattn=context, **extra))
             order += index
         return torch.cat(parts)[torch.argsort(torch.tensor(order))]
-
-
-def family_inputs(layout, context):
-    """Inputs the sampler gives the model besides the text: Flux dev's distilled guidance (3.5, as
-    sampling sets it; Chroma always 0), NextDiT's count of text tokens."""
-    if layout in ("flux", "chroma"):
-        return {"guidance": torch.full((context.shape[0],), 3.5 if layout == "flux" else 0.0)}
-    if layout in ("zimage", "lumina2"):
-        return {"num_tokens": context.shape[1]}
-    return {}
-
-
-def pooled_extra(layout, pooled):
-    return {"y": pooled} if layout in ("sd3", "flux") else {}
-
-
-def zero_conditioning(layout, context_shape, pooled_width):
-    """What nodes/families zero_conditioning gives: zeros shaped like the encoded empty prompt
-    (77 CLIP tokens; Flux: 256 T5 tokens; Z-Image: the 8-token bare chat template) (+ zero pooled
-    where the family has one)."""
-    pooled = None if pooled_width is None else torch.zeros(1, pooled_width)
-    return torch.zeros(1, *context_shape), pooled_extra(layout, pooled)
 
 
 def training_caption(scene, g):
@@ -356,13 +195,6 @@ def noisy(model, x0, sigma, eps):
 def per_item(sigma, x):
     """sigma (B,) shaped to broadcast over x (4-D pictures, 5-D one-frame videos)."""
     return sigma.reshape(-1, *[1] * (x.ndim - 1))
-
-
-def model_latent(images, layout):
-    """What VAE Encode gives the model for (B, 3, H, W) pictures, computed analytically: the
-    encoder output, with a time axis where the family's latents are videos (Qwen-Image)."""
-    latent = vae_module.latent_of(images, LATENT_CHANNELS[layout])
-    return latent.unsqueeze(2) if latent_format_of(layout) == "wan21" else latent
 
 
 def draw_sigma(model, layout, n, g):
@@ -512,9 +344,12 @@ def _train_steps(model, captions, layout, steps, batch, opt, groups, g, world_va
 
 
 def zero_for(patcher, clip, layout):
+    """What nodes/families zero_conditioning gives: zeros shaped like the encoded empty prompt
+    (77 CLIP tokens; Flux: 256 T5 tokens; Z-Image: the 8-token bare chat template; HiDream: 128 T5
+    and 128 Llama tokens), and zero extras (pooled vector, Llama states) where the family has them."""
     with torch.no_grad():
-        cond, pooled = clip.encode_from_tokens(clip.tokenize(""), return_pooled=True)
-    return zero_conditioning(layout, cond.shape[1:], None if pooled is None else pooled.shape[-1])
+        context, extra = Captions(clip, layout, None)._encode(clip.tokenize(""))
+    return torch.zeros_like(context), {k: torch.zeros_like(v) for k, v in extra.items()}
 
 
 def local_words(clip, mixing):
@@ -594,7 +429,8 @@ def trained_model(layout, seed=0, log=print, **overrides):
         before = {"curve": [], "train_s": 0.0}
     for p in clip.cond_stage_model.parameters():
         p.requires_grad_(False)
-    captions = Captions(clip, layout, zero_for(patcher, clip, layout))
+    captions = Captions(clip, layout, zero_for(patcher, clip, layout),
+                        repeat_pads=layout in REPEATED_PADS and config.get("word_mixing") == 0)
     curve, seconds = train(patcher, captions, layout, seed=seed + 1 + len(before["curve"]), log=log,
                            world_variant=config.get("world", "full"), word_lr=config.get("word_lr", 0.0),
                            weighting=config.get("weighting"),
