@@ -36,7 +36,6 @@ from world_families import (IN_MEMORY, LATENT_CHANNELS, build, family_inputs, la
                             model_latent, pooled_extra, tiny_models, vae_of)
 
 HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parents[1]
 CACHE = pathlib.Path(os.environ.get("LEDITS_QUALITY_CACHE", pathlib.Path.home() / ".cache" / "ledits_pp_quality"))
 FLUX_GUIDANCE = (1.0, 5.0)              # tiny Flux dev trains on a random guidance input (no distillation)
 REPEATED_PADS = ("flux2_klein",)        # tokenizer pads to 512 with one id: see Captions._encode_repeating_pads

@@ -9,6 +9,7 @@ real files are not in the ComfyUI tree) trained on the world's words as well as 
 sentences. The world's VAE is always shapes_vae's TAESD; `vae_of` fits it to the family's latent
 format (scale / shift, taef2's 128 channels, WAN 2.1's per-channel normalisation and time axis).
 """
+import functools
 import importlib.util
 import io
 import pathlib
@@ -86,16 +87,25 @@ def world_sentences():
     return [world.caption([(c, s)], b) for c in words["colours"] for s in words["shapes"] for b in words["backgrounds"]]
 
 
+@functools.lru_cache(maxsize=None)
+def world_spiece(corpus, **options):
+    """Bytes of a BPE SentencePiece model (160 pieces) trained on `corpus` (a family's stand-in
+    sentences) plus the world's captions, with the family's special ids in `options`; once per
+    process and arguments."""
+    import sentencepiece
+    out = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter((list(corpus) + world_sentences()) * 4), model_writer=out, vocab_size=160,
+        model_type="bpe", num_threads=1, minloglevel=2, **options)
+    return out.getvalue()
+
+
 def world_wan21(width, seed):
     """WAN 2.1 text-to-video `width` wide (2 heads) on one-frame videos, its stand-in umT5
     tokenizer trained with the world's words as well (tools/tiny_families/wan.py's knows a few test
     sentences only)."""
-    import sentencepiece
     wan = sys.modules["ledits_tools_tiny_families_wan"]
-    out = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter((list(wan._CORPUS) + world_sentences()) * 4), model_writer=out, vocab_size=160,
-        model_type="bpe", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, num_threads=1, minloglevel=2)
+    spiece = world_spiece(tuple(wan._CORPUS), pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False)
 
     class UMT5(comfy.text_encoders.wan.WanT5Model):
         def __init__(self, device="cpu", dtype=None, model_options={}):
@@ -110,7 +120,7 @@ def world_wan21(width, seed):
     wan.fill(model.diffusion_model, generator)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     clip = comfy.sd.CLIP(WorldWAN21({}).clip_target(), embedding_directory=None,
-                         tokenizer_data={"spiece_model": out.getvalue()})
+                         tokenizer_data={"spiece_model": spiece})
     wan.fill(clip.cond_stage_model, generator)
     return patcher, clip, None
 
@@ -133,18 +143,12 @@ def world_lumina2(width, seed):
     """Lumina 2 `width` wide (2 heads) whose stand-in Gemma tokenizer also learned the world's words:
     the pack's tiny one (tools/tiny_families/lumina2.py) knows a few test sentences and spells
     "square" in pieces that other words share."""
-    import sentencepiece
     lumina = sys.modules["ledits_tools_tiny_families_lumina2"]
-    if not _WORLD_SPIECE:
-        out = io.BytesIO()
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter((list(lumina._CORPUS) + world_sentences()) * 4), model_writer=out, vocab_size=160,
-            model_type="bpe", pad_id=0, eos_id=1, bos_id=2, unk_id=3, num_threads=1, minloglevel=2)
-        _WORLD_SPIECE.append(out.getvalue())
+    spiece = world_spiece(tuple(lumina._CORPUS), pad_id=0, eos_id=1, bos_id=2, unk_id=3)
 
     class Tokenizer(lumina.TinyLuminaTokenizer):
         def __init__(self, embedding_directory=None, tokenizer_data={}):
-            super().__init__(embedding_directory, dict(tokenizer_data, spiece_model=_WORLD_SPIECE[0]))
+            super().__init__(embedding_directory, dict(tokenizer_data, spiece_model=spiece))
 
     class WorldLumina2(lumina.TinyLumina2):
         unet_config = {"image_model": "lumina2", "dim": width}
@@ -153,9 +157,6 @@ def world_lumina2(width, seed):
             return comfy.supported_models_base.ClipTarget(Tokenizer, lumina.TinyLuminaTE)
     unet = dict(lumina.UNETS["lumina2"], dim=width, axes_dims=[width // 8, 3 * width // 16, 3 * width // 16])
     return sys.modules["ledits_tools_tiny_dit_models"].assemble(WorldLumina2, lumina._accepted(unet), seed)
-
-
-_WORLD_SPIECE = []
 
 
 def vae_of(sd, channels, latent_format=None):
@@ -169,7 +170,7 @@ def vae_of(sd, channels, latent_format=None):
 
 def latent_format_of(layout):
     """(vae_scale, vae_shift) the layout's TAESD needs other than its channel count's default,
-    or "wan21" (Qwen-Image: WAN 2.1's per-channel latent)."""
+    or "wan21" (Qwen-Image, WAN: WAN 2.1's per-channel latent)."""
     if layout in ("qwen_image", "wan21"):
         return "wan21"
     return FLUX_LATENT if layout in ("flux", "zimage", "chroma", "lumina2") else None
@@ -203,16 +204,14 @@ def one_frame_vae(vae):
     return vae
 
 
-# ----------------------------------------------------------------------------- text
-
-
 def model_latent(images, layout):
     """What VAE Encode gives the model for (B, 3, H, W) pictures, computed analytically: the
-    encoder output, with a time axis where the family's latents are videos (Qwen-Image)."""
+    encoder output, with a time axis where the family's latents are videos (Qwen-Image, WAN)."""
     latent = vae_module.latent_of(images, LATENT_CHANNELS[layout])
     return latent.unsqueeze(2) if latent_format_of(layout) == "wan21" else latent
 
 
+# ----------------------------------------------------------------------------- text
 def family_inputs(layout, context):
     """Inputs the sampler gives the model besides the text: Flux dev's distilled guidance (3.5, as
     sampling sets it; Chroma always 0), NextDiT's count of text tokens."""
