@@ -1,4 +1,6 @@
 """LEditsPPInversion: exact edit-friendly DPM-Solver++ SDE inversion of a LATENT."""
+import logging
+
 import torch
 from comfy_api.latest import io
 
@@ -95,6 +97,10 @@ class LEditsPPInversion(io.ComfyNode):
             kept = kept_sigmas(model, steps, skip, schedule, sigmas)
         except ValueError as error:
             raise ValueError(f"{NODE}: {error}") from error
+        if negative is None and family.weak_zero_negative:
+            logging.getLogger("ledits_pp").warning(
+                "%s: `negative` is unconnected, so the unconditional prediction is zeros; on %s %s. Connect "
+                "CLIP Text Encode with an empty text as `negative`.", NODE, family.name, family.weak_zero_negative)
         base = BaseGuidance(negative=negative if negative is not None else family.zero_conditioning(model),
                             positive=positive, cfg=float(source_cfg) if positive is not None else 1.0,
                             guidance=distilled_guidance(family, model, flux_guidance, negative, positive))

@@ -25,6 +25,7 @@ class Family:
     host_classes = ()           # comfy.model_base class names that are this family, exactly
     base_channels = None        # latent channels in = out of the plain model; more in = a fill variant
     clips = False               # latents (B, C, T, H, W) with any T (video); else images (frame latents: T = 1)
+    weak_zero_negative = None   # why zeros edit badly as this family's unconditional: Inversion warns
 
     @property
     def available(self):

@@ -28,6 +28,9 @@ IM_START, USER, NEWLINE = 151644, 872, 198
 class QwenImageFamily(JointDiTFamily):
     name = "Qwen-Image"
     host_classes = ("QwenImage",)
+    weak_zero_negative = (
+        "every prompt carries the chat template's tokens, so a concept minus zeros edits the whole picture "
+        "(a trained tiny Qwen-Image removed 0 of 16 objects this way, 3 of 16 with the encoded empty prompt)")
 
     @staticmethod
     def base_channels(diffusion_model):

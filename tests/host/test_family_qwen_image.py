@@ -3,6 +3,7 @@ WAN 2.1 VAE, tiny): issue #15's family requirements on 5-D latents (B, 16, 1, H,
 node path = core path (separate calls for texts of different lengths), joint-attention maps and masks,
 guidance semantics, token positions against the host's tokenizer, blocks, bad input, refusals."""
 import dataclasses
+import logging
 import sys
 import types
 
@@ -66,10 +67,13 @@ def test_reconstruction_guided_edit_and_custom_sampler(qwen, run_node, empty, co
     assert err <= 1e-4
 
 
-def test_zero_negative_is_an_empty_prompt_long_and_4d_latents_get_their_frame_axis(qwen, run_node, empty):
+def test_zero_negative_is_an_empty_prompt_long_and_4d_latents_get_their_frame_axis(qwen, run_node, empty, caplog):
     model = qwen[0]
-    zero = invert(run_node, model, frame_latent(1, 6, 6), 2)[0].base.negative[0][0]
+    with caplog.at_level(logging.WARNING, logger="ledits_pp"):
+        zero = invert(run_node, model, frame_latent(1, 6, 6), 2)[0].base.negative[0][0]
     assert zero.shape == empty[0][0].shape == (1, 5, 64) and not zero.any()
+    assert "Connect CLIP Text Encode with an empty text as `negative`" in caplog.text   # zeros edit badly here
+    caplog.clear()
     flat = {"samples": frame_latent(1, 8, 6, seed=3)["samples"][:, :, 0]}       # (B, C, H, W), as EmptyLatentImage
     inversion, _, sigmas = invert(run_node, model, flat, 3, empty)
     assert inversion.latent_shape == (1, 16, 1, 8, 6)
@@ -81,6 +85,7 @@ def test_zero_negative_is_an_empty_prompt_long_and_4d_latents_get_their_frame_ax
                                   schedule="exact", source_cfg=3.5, negative=empty, sigmas=scheduled)
     assert 0.99 < float(kept[0]) < 1.0 and float(kept[-1]) > 0.0
     assert max_abs(guided_edit(run_node, model, inversion)[0]["samples"], flat["samples"][:, :, None]) <= 1e-4
+    assert "`negative` is unconnected" not in caplog.text
 
 
 def test_node_path_equals_core_path(qwen, run_node, empty, core, comfy_host):
