@@ -12,7 +12,8 @@ Runs measure.py with the pack's per-step concept mask replaced for the bench onl
   active steps (the rule of Guided Edit's MASK output, applied while editing);
 - attention-at<q>: M1 thresholded at quantile q instead of the concept's threshold (M2 keeps it), so
   the intersection leans on the noise mask.
-Every other argument goes to measure.py. The pack itself is not changed.
+Every other argument goes to measure.py. The pack itself is not changed. The memory is kept per
+concept parameters (enough for the bench's edits, whose concepts differ; no user masks).
 """
 import argparse
 import sys
