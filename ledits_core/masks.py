@@ -79,9 +79,14 @@ def frame_quantile_mask(values, threshold):
     return frames * quantile_mask(values, threshold)
 
 
+def noise_magnitude(psi):
+    """What M2 thresholds: the channel sum of |psi|, (B, 1, [T,] H, W) float32."""
+    return psi.float().abs().sum(dim=1, keepdim=True)
+
+
 def noise_mask(psi, threshold):
     """M2: threshold the channel sum of |psi| per image: (B, 1, H, W), or (B, 1, T, H, W) for frames."""
-    return quantile_mask(psi.float().abs().sum(dim=1, keepdim=True), threshold)
+    return quantile_mask(noise_magnitude(psi), threshold)
 
 
 def with_frames(mask, latent):

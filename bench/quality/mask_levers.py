@@ -46,7 +46,7 @@ def lever_mask(kind, masks_core):
             q = float(kind[len("attention-at"):]) if kind.startswith("attention-at") else concept.threshold
             m1 = masks_core.with_frames(masks_core.attention_mask(a, q, tuple(psi.shape[-2:])), psi)
         if concept.mask_type in ("intersect", "noise"):
-            v = psi.float().abs().sum(dim=1, keepdim=True)
+            v = masks_core.noise_magnitude(psi)
             if kind.startswith(("noise-", "both-")):
                 s["noise"] = v = blend(s["noise"], v, s["n"])
             m2 = masks_core.quantile_mask(v, concept.threshold)
@@ -55,7 +55,7 @@ def lever_mask(kind, masks_core):
             earlier = s["sum"]
             s["sum"] = mask if earlier is None else earlier + mask
             if earlier is not None:
-                mask = torch.maximum(mask, (earlier >= float(kind[4:]) * (s["n"] - 1) - 1e-3).to(mask.dtype))
+                mask = torch.maximum(mask, masks_core.edited_region(earlier, s["n"] - 1, share=float(kind[4:])))
         return mask
 
     return concept_mask, state.clear
